@@ -47,7 +47,9 @@ def create_app(
         )
     app = Flask(__name__)
     app.config["SETTINGS"] = settings
-    app.extensions["ratings.state"] = RatingsState(settings, clock, rng or random.Random()  # noqa: S311 (demo faults, not security))
+    # Not for security: the coin that decides which requests the demo modes spoil.
+    rng = rng or random.Random()  # noqa: S311
+    app.extensions["ratings.state"] = RatingsState(settings, clock, rng)
     add_health_route(app, health_view)
     # Like the Node original, match every path and dispatch by prefix: "/ratings/<anything>".
     app.add_url_rule("/", "ratings", ratings_view, methods=["GET", "POST"])
