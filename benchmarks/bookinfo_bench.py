@@ -581,35 +581,32 @@ def print_report(result: dict[str, Any], out: Path) -> None:
             f"  (the throughput goal is stated for {GOAL_CPUS} cores; this run had "
             f"{env['usable_cpus']})"
         )
-    print(f"\n{result['shutdown']}")
-    print(f"Results: {out}")
+    print(f"\nResults: {out}")
 
 
 def run_benchmark(duration: float, warmup: float, out: Path) -> int:
     started = datetime.datetime.now(datetime.UTC)
     base_port = find_free_ports()
-    log = tempfile.TemporaryFile()  # serve-all's output, shown if something goes wrong
-    process = start_bookinfo(base_port, log)
-    pids: dict[str, list[int]] = {}
-    shutdown = "serve-all was not stopped"
-    try:
-        ready_s = wait_ready(process, base_port, log)
-        pids = service_pids(process.pid)
-        idle = memory(pids)
-        watch = {**pids, "serve-all": [process.pid]}
-        runs = []
-        for concurrency in CONCURRENCY:
-            for path in PATHS:
-                print(f"measuring {path} at concurrency {concurrency} ...", flush=True)
-                run = measure(base_port, path, concurrency, duration, warmup, watch)
-                runs.append(run)
-                if process.poll() is not None:
-                    raise BenchmarkError("serve-all exited during the load:\n" + log_tail(log))
-        pids = service_pids(process.pid)  # a worker may have been restarted
-        loaded = memory(pids)
-    finally:
-        shutdown = stop_bookinfo(process, pids)
-        log.close()
+    with tempfile.TemporaryFile() as log:  # serve-all's output, shown if something goes wrong
+        process = start_bookinfo(base_port, log)
+        pids: dict[str, list[int]] = {}
+        try:
+            ready_s = wait_ready(process, base_port, log)
+            pids = service_pids(process.pid)
+            idle = memory(pids)
+            watch = {**pids, "serve-all": [process.pid]}
+            runs = []
+            for concurrency in CONCURRENCY:
+                for path in PATHS:
+                    print(f"measuring {path} at concurrency {concurrency} ...", flush=True)
+                    runs.append(measure(base_port, path, concurrency, duration, warmup, watch))
+                    if process.poll() is not None:
+                        raise BenchmarkError("serve-all exited during the load:\n" + log_tail(log))
+            pids = service_pids(process.pid)  # a worker may have been restarted
+            loaded = memory(pids)
+        finally:
+            shutdown = stop_bookinfo(process, pids)
+            print(shutdown, flush=True)
 
     result = {
         "benchmark": "bookinfo",

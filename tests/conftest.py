@@ -6,10 +6,10 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from flask import Flask
-from live import HOST, LiveApp, Upstream, settings_for
 
 from bookinfo import details, productpage, ratings, reviews
 from bookinfo.config import Settings
+from live import HOST, LiveApp, Upstream, settings_for
 
 
 @pytest.fixture
@@ -45,8 +45,15 @@ def upstream() -> Iterator[Callable[..., Upstream]]:
 class Bookinfo:
     """All four real services wired together on loopback, like serve-all, in the test process."""
 
-    def __init__(self, reviews_version: str = "v1", ratings_port: int | None = None) -> None:
-        """`ratings_port` points reviews at another ratings (a slow or broken stand-in)."""
+    def __init__(
+        self,
+        reviews_version: str = "v1",
+        *,
+        ratings_port: int | None = None,
+        details_port: int | None = None,
+        reviews_port: int | None = None,
+    ) -> None:
+        """A `*_port` points the callers of that service at another port instead (a stand-in)."""
         self.apps: dict[str, LiveApp] = {}
         self.apps["ratings"] = LiveApp(ratings.create_app(Settings()))
         review_settings = {
@@ -68,8 +75,8 @@ class Bookinfo:
             productpage.create_app(
                 Settings(
                     **settings_for(
-                        details=self.apps["details"].port,
-                        reviews=self.apps["reviews"].port,
+                        details=details_port or self.apps["details"].port,
+                        reviews=reviews_port or self.apps["reviews"].port,
                         ratings=self.apps["ratings"].port,
                     )
                 )

@@ -6,11 +6,11 @@ import json
 
 import pytest
 import requests
-from live import HOST, Reply, closed_port
 
 from bookinfo.config import Settings
 from bookinfo.details import create_app
 from bookinfo.propagation import FORWARDED_HEADERS
+from live import HOST, Reply, closed_port
 
 V1_BODY = (
     '{"id":0,"author":"William Shakespeare","year":1595,"type":"paperback","pages":200,'

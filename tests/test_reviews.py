@@ -6,11 +6,11 @@ import time
 
 import pytest
 import requests
-from live import Reply, closed_port, settings_for
 
 from bookinfo.config import Settings
 from bookinfo.propagation import FORWARDED_HEADERS
 from bookinfo.reviews import create_app
+from live import Reply, closed_port, settings_for
 
 TEXT1 = "An extremely entertaining play by Shakespeare. The slapstick humour is refreshing!"
 TEXT2 = (
