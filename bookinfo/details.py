@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 
-import requests
 from flask import Flask, Response, current_app, request
 
 from . import outbound
@@ -103,15 +102,11 @@ def fetch_external_details(product_id: int, settings: Settings) -> dict[str, obj
     host = settings.external_book_host
     url = f"{scheme}://{host}:{port}/books/v1/volumes?q=isbn:{ISBN}"
     try:
-        response = requests.get(
-            url,
-            headers=forward_headers(request.headers),
-            timeout=settings.external_book_timeout_seconds,
+        response = outbound.get(
+            url, forward_headers(request.headers), settings.external_book_timeout_seconds
         )
-    except requests.RequestException as exc:
-        raise ExternalBookError(
-            f"Failed to open TCP connection to {host}:{port} ({_reason(exc)})"
-        ) from None
+    except outbound.CallError as exc:
+        raise ExternalBookError(f"Failed to open TCP connection to {host}:{port} ({exc})") from None
     book = outbound.json_body(response)
     try:
         info = book["items"][0]["volumeInfo"]  # type: ignore[index]
@@ -131,12 +126,3 @@ def fetch_external_details(product_id: int, settings: Settings) -> dict[str, obj
         raise ExternalBookError(
             f"unexpected answer from {host}:{port} (HTTP {response.status_code}), no book found"
         ) from None
-
-
-def _reason(exc: requests.RequestException) -> str:
-    """The innermost cause, e.g. "Connection refused" or "Name or service not known"."""
-    cause: BaseException = exc
-    while cause.__cause__ is not None or cause.__context__ is not None:
-        cause = cause.__cause__ or cause.__context__  # type: ignore[assignment]
-    text = str(cause)
-    return text.split("] ", 1)[-1] if text.startswith("[Errno") else text

@@ -69,7 +69,7 @@ def parse_java_int(text: str) -> int | None:
 def fetch_stars(product_id: int, settings: Settings) -> dict[str, int]:
     """Stars per reviewer from ratings; a reviewer missing here gets the "unavailable" message."""
     url = f"{settings.service_url('ratings')}/ratings/{product_id}"
-    response = outbound.get(
+    response = outbound.try_get(
         url,
         headers=forward_headers(request.headers),
         timeout=settings.ratings_timeout_seconds,

@@ -54,7 +54,7 @@ def _call(
     url = settings.service_url(service) + path
     status = 500
     for _ in range(attempts):
-        response = outbound.get(url, headers, timeout=settings.productpage_timeout_seconds)
+        response = outbound.try_get(url, headers, timeout=settings.productpage_timeout_seconds)
         if response is None:
             status = 500
             continue
