@@ -1,22 +1,28 @@
 """The `istiolab` command.
 
-istiolab bookinfo serve-all --reviews v3   Bookinfo without a mesh (same as python -m bookinfo)
-istiolab --version
+    istiolab bookinfo serve-all --reviews v3   Bookinfo without a mesh (same as python -m bookinfo)
+    istiolab --version
+
+Each command lives in its own module under istiolab/commands/ with a `register(subparsers)`
+function; this file only assembles them and turns an IstiolabError into a message and exit code.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
 from bookinfo import cli as bookinfo_cli
 
 from . import __version__
+from .errors import EXIT_OK, IstiolabError
+
+COMMAND_MODULES: tuple[str, ...] = ()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="istiolab", description="A hands-on Istio course.")
     parser.add_argument("--version", action="version", version=f"istiolab {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -25,8 +31,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="run Bookinfo without a mesh (see: istiolab bookinfo --help)",
         add_help=False,
     )
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(f"istiolab.commands.{module_name}").register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     # `istiolab bookinfo ...` hands everything after it to Bookinfo's own command line.
     if argv[:1] == ["bookinfo"]:
         return bookinfo_cli.main(argv[1:], prog="istiolab bookinfo")
-    parser.parse_args(argv)
-    return 0
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args) or EXIT_OK
+    except IstiolabError as exc:
+        print(f"istiolab: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,1 @@
+"""One module per `istiolab` command, each with a `register(subparsers)` function."""
