@@ -8,11 +8,9 @@ DO_NOT_ENCRYPT=true the call is plain HTTP on port 80, so the sidecar can origin
 
 from __future__ import annotations
 
-import re
-
 from flask import Flask, Response, current_app, request
 
-from . import outbound
+from . import ids, outbound
 from .config import Settings
 from .health import add_health_route
 from .propagation import forward_headers
@@ -33,7 +31,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
 def details_view(rest: str = "") -> Response:
     settings: Settings = current_app.config["SETTINGS"]
-    product_id = parse_ruby_integer(last_path_segment(request.path))
+    product_id = ids.ruby_integer(last_path_segment(request.path))
     if product_id is None:
         return json_response({"error": "please provide numeric product id"}, status=400)
     if not settings.enable_external_book_service:
@@ -64,32 +62,6 @@ def last_path_segment(path: str) -> str:
     while segments and segments[-1] == "":
         segments.pop()
     return segments[-1] if segments else ""
-
-
-# Ruby's Integer(): optional sign, 0x/0b/0o/0d prefixes, a leading 0 meaning octal, single
-# underscores between digits, surrounding whitespace. "010" is 8 and "1_000" is 1000.
-_RUBY_INTEGER = re.compile(
-    r"\s*(?P<sign>[+-]?)(?:"
-    r"0[xX](?P<hex>[0-9a-fA-F]+(?:_[0-9a-fA-F]+)*)"
-    r"|0[bB](?P<bin>[01]+(?:_[01]+)*)"
-    r"|0[dD](?P<dec_prefixed>[0-9]+(?:_[0-9]+)*)"
-    r"|0[oO_]?(?P<oct>[0-7]+(?:_[0-7]+)*)"
-    r"|(?P<dec>0|[1-9][0-9]*(?:_[0-9]+)*)"
-    r")\s*"
-)
-_BASES = {"hex": 16, "bin": 2, "dec_prefixed": 10, "oct": 8, "dec": 10}
-
-
-def parse_ruby_integer(text: str) -> int | None:
-    match = _RUBY_INTEGER.fullmatch(text)
-    if match is None:
-        return None
-    for group, base in _BASES.items():
-        digits = match.group(group)
-        if digits is not None:
-            value = int(digits.replace("_", ""), base)
-            return -value if match.group("sign") == "-" else value
-    return None  # unreachable: the pattern always captures one group
 
 
 class ExternalBookError(Exception):

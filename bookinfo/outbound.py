@@ -73,7 +73,7 @@ def json_body(response: Response | None) -> object | None:
         return None
     try:
         return response.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from urllib.parse import quote
 
 # Copied verbatim by details and reviews (Istio's Ruby and Java services do the same).
 FORWARDED_HEADERS = (
@@ -100,5 +101,19 @@ def productpage_headers(incoming: Mapping[str, str], user: str | None) -> dict[s
     headers = b3_headers(incoming)
     headers.update(forward_headers(incoming, PRODUCTPAGE_FORWARDED_HEADERS))
     if user:
-        headers["end-user"] = user
+        headers["end-user"] = header_value(user)
     return headers
+
+
+# Printable ASCII, except "%" which marks an escape.
+_HEADER_SAFE = "".join(chr(code) for code in range(0x20, 0x7F) if chr(code) != "%")
+
+
+def header_value(text: str) -> str:
+    """Text that can travel in an HTTP header: "jason" unchanged, anything else percent-encoded.
+
+    A user may sign in as "Łukasz" or paste a line break into the form; HTTP headers carry only
+    visible ASCII, so those characters are sent as UTF-8 percent escapes instead of breaking
+    every call productpage makes.
+    """
+    return quote(text, safe=_HEADER_SAFE)

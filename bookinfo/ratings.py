@@ -17,8 +17,8 @@ SERVICE_VERSION=v2 stops with an error saying so.
 from __future__ import annotations
 
 import json
+import math
 import random
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 from flask import Flask, Response, current_app, request
 
+from . import ids
 from .config import ConfigError, Settings
 from .health import add_health_route
 from .responses import json_response
@@ -112,7 +113,7 @@ def health_view() -> Response:
 def ratings_view(path: str = "") -> Response:
     if not request.path.startswith("/ratings/"):
         return Response(status=404)  # the Node dispatcher's 404 has an empty body
-    product_id = parse_js_int(_raw_url().split("/")[-1])
+    product_id = ids.js_parse_int(_raw_url().split("/")[-1])
     if product_id is None:
         return json_response({"error": "please provide numeric product ID"}, status=400)
     if request.method == "POST":
@@ -134,13 +135,23 @@ def _ratings_for(product_id: int) -> Response:
 
 def _save_ratings(product_id: int) -> Response:
     try:
-        ratings = json.loads(request.get_data(as_text=True), parse_constant=_reject_constant)
-    except ValueError:
+        ratings = json.loads(
+            request.get_data(as_text=True),
+            parse_constant=_reject_constant,
+            parse_float=_js_float,
+        )
+    except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
         return json_response({"error": "please provide valid ratings JSON"}, status=400)
     state = _state()
     with state.lock:
         state.posted[product_id] = ratings
     return json_response({"id": product_id, "ratings": ratings})
+
+
+def _js_float(text: str) -> float | None:
+    """A JSON number as JavaScript keeps it: 1e400 overflows to Infinity, stored as null."""
+    value = float(text)
+    return value if math.isfinite(value) else None
 
 
 def _reject_constant(name: str) -> object:
@@ -151,23 +162,3 @@ def _raw_url() -> str:
     """The request target as sent, like Node's req.url (path and query, not percent-decoded)."""
     environ = request.environ
     return environ.get("RAW_URI") or environ.get("REQUEST_URI") or request.full_path
-
-
-_JS_WHITESPACE = " \t\n\r\v\f\u00a0\ufeff"
-_HEX_DIGITS = re.compile(r"[0-9a-fA-F]+")
-_DEC_DIGITS = re.compile(r"[0-9]+")
-
-
-def parse_js_int(text: str) -> int | None:
-    """JavaScript's parseInt(text): leading whitespace, sign, digits; stops at the first non-digit.
-
-    "7abc" is 7, "8?x=1" is 8, "0x1A" is 26, "abc", "0x" and "" are NaN (None here).
-    """
-    rest = text.lstrip(_JS_WHITESPACE)
-    sign = -1 if rest.startswith("-") else 1
-    rest = rest[1:] if rest[:1] in ("+", "-") else rest
-    if rest[:2] in ("0x", "0X"):
-        digits, base = _HEX_DIGITS.match(rest, 2), 16
-    else:
-        digits, base = _DEC_DIGITS.match(rest), 10
-    return None if digits is None else sign * int(digits.group(), base)

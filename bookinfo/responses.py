@@ -20,7 +20,13 @@ def json_response(
     data: object, status: int = 200, separators: tuple[str, str] = COMPACT
 ) -> Response:
     body = json.dumps(data, separators=separators, ensure_ascii=False)
-    return Response(body, status=status, mimetype="application/json")
+    try:
+        encoded = body.encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate ("\ud800" in the JSON a client posted) has no UTF-8 form; escape it, as
+        # JavaScript's JSON.stringify does.
+        encoded = json.dumps(data, separators=separators).encode("ascii")
+    return Response(encoded, status=status, mimetype="application/json")
 
 
 def raw_json_response(body: str, status: int = 200) -> Response:

@@ -12,11 +12,10 @@ reviews still answers 200: one failing dependency degrades the page, it does not
 from __future__ import annotations
 
 import json
-import re
 
 from flask import Flask, Response, current_app, request
 
-from . import outbound
+from . import ids, outbound
 from .config import Settings
 from .health import add_health_route
 from .propagation import forward_headers
@@ -36,9 +35,6 @@ REVIEWS = (
     ),
 )
 
-_INT32 = range(-(2**31), 2**31)
-_JAVA_INT = re.compile(r"[+-]?[0-9]+")
-
 
 def create_app(settings: Settings | None = None) -> Flask:
     app = Flask(__name__)
@@ -50,20 +46,12 @@ def create_app(settings: Settings | None = None) -> Flask:
 
 def reviews_view(product_id: str) -> Response:
     settings: Settings = current_app.config["SETTINGS"]
-    number = parse_java_int(product_id)
+    number = ids.java_int(product_id)
     if number is None:
         # JAX-RS cannot bind the path parameter to an int, so the resource does not match.
         return Response("Not Found", status=404, mimetype="text/plain")
     stars = fetch_stars(number, settings) if settings.enable_ratings else {}
     return raw_json_response(reviews_json(str(number), settings, stars))
-
-
-def parse_java_int(text: str) -> int | None:
-    """Java's Integer.valueOf: an optional sign and decimal digits, within 32 bits."""
-    if not _JAVA_INT.fullmatch(text):
-        return None
-    value = int(text)
-    return value if value in _INT32 else None
 
 
 def fetch_stars(product_id: int, settings: Settings) -> dict[str, int]:

@@ -12,6 +12,7 @@ from flask import Flask
 from .. import metrics
 from ..config import Settings
 from . import views
+from .sessions import TolerantSessionInterface
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -23,6 +24,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["SECRET_KEY"] = settings.secret_key
     app.config["SESSION_COOKIE_NAME"] = "session"
     app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
+    app.session_interface = TolerantSessionInterface()
     metrics.init_app(app)
     app.register_blueprint(views.bp)
     return app

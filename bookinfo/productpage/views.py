@@ -11,6 +11,7 @@ from ..propagation import productpage_headers
 from ..responses import PYTHON_DEFAULT, json_response
 from .backends import fetch_details, fetch_ratings, fetch_reviews
 from .catalogue import PAGE_PRODUCT, PRODUCTS
+from .sessions import current_user
 
 bp = Blueprint("productpage", __name__)
 
@@ -31,7 +32,7 @@ SERVICE_TREE = {
 
 
 def _outgoing_headers() -> dict[str, str]:
-    return productpage_headers(request.headers, session.get("user"))
+    return productpage_headers(request.headers, current_user())
 
 
 @bp.get("/")
@@ -67,7 +68,10 @@ def _back_to_referrer() -> Response:
     productpage sends `Location: None` when there is no Referer; scripts that log in with curl
     do exactly that.)
     """
-    referrer = urlsplit(request.headers.get("Referer", ""))
+    try:
+        referrer = urlsplit(request.headers.get("Referer", ""))
+    except ValueError:  # e.g. "http://[" is not a URL at all
+        referrer = urlsplit("")
     path = referrer.path
     if not path.startswith("/") or path.startswith("//") or "\\" in path:
         path = "/productpage"  # "//host/..." would leave the site
@@ -93,7 +97,7 @@ def front() -> str:
         reviews=reviews if isinstance(reviews, dict) else {},
         review_entries=_review_entries(reviews),
         reviews_status=reviews_status,
-        user=session.get("user", ""),
+        user=current_user(),
     )
 
 
