@@ -6,17 +6,21 @@ set -o errexit -o nounset -o pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/lib/python-env.sh
 source scripts/lib/python-env.sh
+# shellcheck source=scripts/lib/system-deps.sh
+source scripts/lib/system-deps.sh
 
 main() {
   ensure_venv dev
+  ensure_chromium
 
   echo "==> ruff"
   .venv/bin/ruff check .
   .venv/bin/ruff format --check .
 
   echo "==> pytest"
-  # Tests mostly wait on sockets and timeouts, so more workers than cores pays off.
-  .venv/bin/python -m pytest -n "${PYTEST_WORKERS:-4}" "$@"
+  # Tests mostly wait on sockets and timeouts, so more workers than cores pays off. loadgroup
+  # keeps tests marked xdist_group (the browser tests) on one worker, sharing one Chromium.
+  .venv/bin/python -m pytest -n "${PYTEST_WORKERS:-4}" --dist loadgroup "$@"
 }
 
 main "$@"
