@@ -1,6 +1,7 @@
 """The `istiolab` command.
 
     istiolab bookinfo serve-all --reviews v3   Bookinfo without a mesh (same as python -m bookinfo)
+    istiolab validate PATH... [--known PATH]   check YAML offline like the API server and istioctl
     istiolab --version
 
 Each command lives in its own module under istiolab/commands/ with a `register(subparsers)`
@@ -19,7 +20,7 @@ from bookinfo import cli as bookinfo_cli
 from . import __version__
 from .errors import EXIT_OK, IstiolabError
 
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("validate",)
 
 
 def build_parser() -> argparse.ArgumentParser:
