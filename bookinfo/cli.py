@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Sequence
 
 from . import variants
 from .config import ConfigError, Settings
+from .local import LocalBookinfo, StartupError
 from .server import PortInUseError, create_service_app, serve
 
 EXIT_OK = 0
@@ -29,7 +31,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m bookinfo") ->
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
-    except (ConfigError, PortInUseError, LookupError) as exc:
+    except (ConfigError, PortInUseError, LookupError, StartupError) as exc:
         print(f"bookinfo: error: {exc}", file=sys.stderr)
         if isinstance(exc, PortInUseError):
             print("  Stop what uses it, or choose another port with --port.", file=sys.stderr)
@@ -74,6 +76,10 @@ def build_parser(prog: str = "python -m bookinfo") -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def _port(text: str) -> int:
     try:
         port = int(text)
@@ -95,8 +101,9 @@ def _serve_one(args: argparse.Namespace) -> int:
 
 
 def _serve_all(args: argparse.Namespace) -> int:
-    from .local import LocalBookinfo
-
+    # SIGTERM (docker stop, kill) stops everything just like Ctrl-C, even while starting: the
+    # `with` block below then stops the services that were already started.
+    signal.signal(signal.SIGTERM, _interrupt)
     with LocalBookinfo(reviews_version=args.reviews, port=args.port) as bookinfo:
         bookinfo.print_summary()
         return bookinfo.wait()

@@ -20,6 +20,9 @@ from dataclasses import dataclass, field
 from .server import PortInUseError, check_port_free
 
 READY_TIMEOUT_SECONDS = 30.0
+# Everything here is on loopback: a proxy the learner has set (HTTP_PROXY) must not get in between.
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+_LOOPBACK = "127.0.0.1,localhost"
 STOP_TIMEOUT_SECONDS = 10.0
 
 
@@ -50,7 +53,7 @@ class LocalBookinfo:
             LocalService("reviews", reviews_version, port + 2),
             LocalService("ratings", "v1", port + 3),
         ]
-        self._stopping = threading.Event()
+        self._poll = threading.Event()  # never set: an interruptible pause
 
     def __enter__(self) -> LocalBookinfo:
         try:
@@ -106,6 +109,8 @@ class LocalBookinfo:
 
     def _environment(self) -> dict[str, str]:
         environment = {k: v for k, v in os.environ.items() if k != "SERVICES_DOMAIN"}
+        for name in ("NO_PROXY", "no_proxy"):
+            environment[name] = ",".join(filter(None, [environment.get(name), _LOOPBACK]))
         for service in self.services:
             prefix = service.name.upper()
             environment[f"{prefix}_HOSTNAME"] = self.host
@@ -127,12 +132,12 @@ class LocalBookinfo:
                 tail = "\n  ".join(service.output_tail[-10:])
                 raise StartupError(f"{service.name} stopped while starting:\n  {tail}")
             try:
-                with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 (loopback)
+                with _DIRECT.open(url, timeout=1) as response:
                     if response.status == 200:
                         return
             except (urllib.error.URLError, OSError):
                 pass
-            self._stopping.wait(0.1)  # poll interval while the service boots
+            self._poll.wait(0.1)  # poll interval while the service boots
         raise StartupError(
             f"{service.name} did not answer {url} within {READY_TIMEOUT_SECONDS:.0f} s"
         )
@@ -150,27 +155,18 @@ class LocalBookinfo:
         print("Press Ctrl-C to stop.\n", flush=True)
 
     def wait(self) -> int:
-        """Block until Ctrl-C or SIGTERM (exit 0), or until a service dies (exit 1)."""
-
-        def stop(signum: int, frame: object) -> None:
-            self._stopping.set()
-
-        previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            while not self._stopping.wait(0.5):
-                for service in self.services:
-                    assert service.process is not None
-                    if service.process.poll() is not None:
-                        print(
-                            f"bookinfo: {service.name} exited with status "
-                            f"{service.process.returncode}; stopping the others",
-                            file=sys.stderr,
-                        )
-                        return 1
-            return 0
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+        """Block until a service dies (returns 1); Ctrl-C and SIGTERM raise KeyboardInterrupt."""
+        while True:
+            for service in self.services:
+                assert service.process is not None
+                if service.process.poll() is not None:
+                    print(
+                        f"bookinfo: {service.name} exited with status "
+                        f"{service.process.returncode}; stopping the others",
+                        file=sys.stderr,
+                    )
+                    return 1
+            self._poll.wait(0.5)  # how often to look at the services
 
     def stop(self) -> None:
         running = [s.process for s in self.services if s.process and s.process.poll() is None]
