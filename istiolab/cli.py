@@ -2,6 +2,8 @@
 
     istiolab bookinfo serve-all --reviews v3   Bookinfo without a mesh (same as python -m bookinfo)
     istiolab validate PATH... [--known PATH]   check YAML offline like the API server and istioctl
+    istiolab doctor                            check the prerequisites of the kind target
+    istiolab up|down --target kind             create or delete the kind cluster with Istio
     istiolab --version
 
 Each command lives in its own module under istiolab/commands/ with a `register(subparsers)`
@@ -20,7 +22,7 @@ from bookinfo import cli as bookinfo_cli
 from . import __version__
 from .errors import EXIT_OK, IstiolabError
 
-COMMAND_MODULES: tuple[str, ...] = ("validate",)
+COMMAND_MODULES: tuple[str, ...] = ("cluster", "validate")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,7 +18,7 @@ LIST_ONLY=0
 PUSH=0
 PLATFORMS="${PLATFORMS:-}"
 KIND_CLUSTER=""
-IMAGE_PREFIX="${IMAGE_PREFIX:-istiolab/examples-bookinfo-}"
+IMAGE_PREFIX="${IMAGE_PREFIX:-}"
 IMAGE_TAG="${IMAGE_TAG:-}"
 REQUESTED=()
 ALL_TARGETS=()
@@ -29,7 +29,9 @@ usage() {
 Usage: scripts/images.sh [OPTIONS] [TARGET...]
 
 Build the Bookinfo images, one per target of bookinfo/Dockerfile (all of them unless TARGETs are
-named), as ${IMAGE_PREFIX}<target>:${IMAGE_TAG}. The commands run from the repository root.
+named), as ${IMAGE_PREFIX}<target>:${IMAGE_TAG}, by default the names the manifests use:
+BOOKINFO_IMAGE_PREFIX and BOOKINFO_IMAGE_TAG in versions.env. The commands run from the
+repository root.
 
 Options:
   --platforms LIST     build for these platforms with docker buildx, e.g. linux/amd64,linux/arm64
@@ -44,8 +46,8 @@ Options:
   -h, --help           show this help
 
 Environment:
-  IMAGE_PREFIX  image name before the target (default: istiolab/examples-bookinfo-)
-  IMAGE_TAG     image tag (default: the version in pyproject.toml)
+  IMAGE_PREFIX  image name before the target (default: BOOKINFO_IMAGE_PREFIX in versions.env)
+  IMAGE_TAG     image tag (default: BOOKINFO_IMAGE_TAG in versions.env)
   PLATFORMS     default for --platforms
 
 Examples:
@@ -150,22 +152,16 @@ select_targets() {
     done
 }
 
-# [project].version from pyproject.toml, read without needing Python or a TOML tool.
-project_version() {
-    local line in_project=0
-    local section_re='^\[([^]]*)\][[:space:]]*$'
-    local version_re='^version[[:space:]]*=[[:space:]]*"([^"]+)"'
+# The value of KEY in versions.env, the course's one list of pins (plain KEY=value lines).
+pinned() {
+    local line
+    [[ -f versions.env ]] || return 1
     while IFS= read -r line || [[ -n "$line" ]]; do
-        if [[ "$line" =~ $section_re ]]; then
-            in_project=0
-            if [[ "${BASH_REMATCH[1]}" == "project" ]]; then
-                in_project=1
-            fi
-        elif ((in_project)) && [[ "$line" =~ $version_re ]]; then
-            printf '%s\n' "${BASH_REMATCH[1]}"
+        if [[ "$line" == "$1="?* ]]; then
+            printf '%s\n' "${line#*=}"
             return 0
         fi
-    done <pyproject.toml
+    done <versions.env
     return 1
 }
 
@@ -300,8 +296,13 @@ main() {
     fi
     select_targets
     check_options
+    if [[ -z "$IMAGE_PREFIX" ]]; then
+        IMAGE_PREFIX="$(pinned BOOKINFO_IMAGE_PREFIX)" ||
+            fail "versions.env has no BOOKINFO_IMAGE_PREFIX." "restore it (git checkout -- versions.env), or set IMAGE_PREFIX."
+    fi
     if [[ -z "$IMAGE_TAG" ]]; then
-        IMAGE_TAG="$(project_version)" || fail "cannot read [project].version from pyproject.toml."
+        IMAGE_TAG="$(pinned BOOKINFO_IMAGE_TAG)" ||
+            fail "versions.env has no BOOKINFO_IMAGE_TAG." "restore it (git checkout -- versions.env), or set IMAGE_TAG."
     fi
     if ((!DRY_RUN)); then
         check_prerequisites

@@ -26,6 +26,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from bookinfo.variants import VARIANTS, Variant
+from istiolab import versions
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "bookinfo" / "Dockerfile"
@@ -37,7 +38,9 @@ IMAGES_SH = ROOT / "scripts" / "images.sh"
 INTERNAL_STAGES = ("build", "runtime", "ratings-base")
 TARGETS = [variant.target for variant in VARIANTS]
 PROJECT = tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))["project"]
-VERSION = PROJECT["version"]
+# The image names the manifests use, and so the defaults of scripts/images.sh.
+IMAGE_PREFIX = versions.get("BOOKINFO_IMAGE_PREFIX")
+IMAGE_TAG = versions.get("BOOKINFO_IMAGE_TAG")
 PINNED_IMAGE = re.compile(r"[\w./-]+:\d+\.\d+\.\d+(-[\w.]+)*(@sha256:[0-9a-f]{64})?")
 RESERVED_UID = 1337  # Istio's sidecar runs as 1337; its traffic is never redirected.
 
@@ -281,13 +284,27 @@ LOCK_TEXT = REQUIREMENTS.read_text(encoding="utf-8")
 PINS = parse_lock(LOCK_TEXT)
 
 
-@pytest.mark.parametrize("spec", PROJECT["dependencies"])
-def test_every_runtime_dependency_is_pinned_within_its_range(spec: str) -> None:
+def read_requirements_in() -> list[str]:
+    lines = (REQUIREMENTS.parent / "requirements.in").read_text(encoding="utf-8").splitlines()
+    return [line.split("#", 1)[0].strip() for line in lines if line.split("#", 1)[0].strip()]
+
+
+BOOKINFO_REQUIREMENTS = read_requirements_in()
+
+
+@pytest.mark.parametrize("spec", BOOKINFO_REQUIREMENTS)
+def test_every_bookinfo_dependency_is_pinned_within_its_range(spec: str) -> None:
     requirement = Requirement(spec)
     name = canonicalize_name(requirement.name)
     assert name in PINS, f"{name} is missing from bookinfo/requirements.txt"
     version, _ = PINS[name]
     assert requirement.specifier.contains(version, prereleases=True), f"{name}=={version}"
+
+
+def test_bookinfo_dependencies_agree_with_pyproject() -> None:
+    """The image's requirements.in and the installed project ask for the same ranges."""
+    assert BOOKINFO_REQUIREMENTS
+    assert set(BOOKINFO_REQUIREMENTS) <= set(PROJECT["dependencies"])
 
 
 def test_every_pin_has_a_sha256_hash() -> None:
@@ -360,7 +377,7 @@ def option(argv: list[str], flag: str) -> str | None:
 
 
 def image(target: str) -> str:
-    return f"istiolab/examples-bookinfo-{target}:{VERSION}"
+    return f"{IMAGE_PREFIX}{target}:{IMAGE_TAG}"
 
 
 def assert_plain_build(argv: list[str], target: str) -> None:
@@ -413,7 +430,7 @@ def test_dry_run_multi_arch_push_from_the_environment() -> None:
     assert commands == [
         ["docker", "buildx", "build", "--platform", "linux/amd64,linux/arm64",
          "-f", "bookinfo/Dockerfile", "--target", "ratings-v1",
-         "--build-arg", f"IMAGE_VERSION={VERSION}", "-t", f"ghcr.io/me/bi-ratings-v1:{VERSION}",
+         "--build-arg", f"IMAGE_VERSION={IMAGE_TAG}", "-t", f"ghcr.io/me/bi-ratings-v1:{IMAGE_TAG}",
          "--push", "."],
     ]  # fmt: skip
 
@@ -430,8 +447,8 @@ def test_dry_run_single_target_with_tag_and_push() -> None:
     build, push = commands
     assert build[:2] == ["docker", "build"]
     assert option(build, "--target") == "reviews-v3"
-    assert option(build, "-t") == "istiolab/examples-bookinfo-reviews-v3:t1"
-    assert push == ["docker", "push", "istiolab/examples-bookinfo-reviews-v3:t1"]
+    assert option(build, "-t") == f"{IMAGE_PREFIX}reviews-v3:t1"
+    assert push == ["docker", "push", f"{IMAGE_PREFIX}reviews-v3:t1"]
 
 
 def test_unknown_target_is_a_usage_error() -> None:
@@ -457,6 +474,44 @@ def test_list_prints_the_targets() -> None:
     result = images_sh("--list")
     assert result.returncode == 0
     assert result.stdout.splitlines() == TARGETS
+
+
+def images_sh_copy(root: Path, pins: str) -> Path:
+    """scripts/images.sh and the Dockerfile in a bare tree of their own, with this versions.env."""
+    (root / "scripts").mkdir(parents=True)
+    (root / "bookinfo").mkdir()
+    shutil.copy2(IMAGES_SH, root / "scripts" / "images.sh")
+    shutil.copy2(DOCKERFILE, root / "bookinfo" / "Dockerfile")
+    (root / "versions.env").write_text(pins, encoding="utf-8")
+    return root / "scripts" / "images.sh"
+
+
+def test_default_names_come_from_versions_env(tmp_path: Path) -> None:
+    script = images_sh_copy(
+        tmp_path, "BOOKINFO_IMAGE_PREFIX=example.org/bi-\nBOOKINFO_IMAGE_TAG=9.8.7\n"
+    )
+    result = subprocess.run(
+        ["bash", str(script), "--dry-run", "details-v1"],
+        capture_output=True, text=True, env=clean_env(), check=False, timeout=30,
+    )  # fmt: skip
+    (build,) = plan(result)
+    assert option(build, "-t") == "example.org/bi-details-v1:9.8.7"
+    assert option(build, "--build-arg") == "IMAGE_VERSION=9.8.7"
+
+
+@pytest.mark.parametrize("missing", ["BOOKINFO_IMAGE_PREFIX", "BOOKINFO_IMAGE_TAG"])
+def test_a_missing_pin_is_named(tmp_path: Path, missing: str) -> None:
+    pins = "".join(
+        f"{key}=x\n" for key in ("BOOKINFO_IMAGE_PREFIX", "BOOKINFO_IMAGE_TAG") if key != missing
+    )
+    script = images_sh_copy(tmp_path, pins)
+    result = subprocess.run(
+        ["bash", str(script), "--dry-run"],
+        capture_output=True, text=True, env=clean_env(), check=False, timeout=30,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert f"images.sh: versions.env has no {missing}." in result.stderr
 
 
 def test_images_sh_never_sleeps() -> None:
@@ -536,7 +591,7 @@ def test_a_real_run_runs_the_dry_run_plan(bare_path: Path) -> None:
     expected += ["get clusters"] + [" ".join(argv[1:]) for argv in planned if argv[0] == "kind"]
     assert ran == expected
     assert result.stdout.splitlines() == [
-        f"Built 2 images istiolab/examples-bookinfo-<target>:{VERSION}, loaded into kind cluster"
+        f"Built 2 images {IMAGE_PREFIX}<target>:{IMAGE_TAG}, loaded into kind cluster"
         " c1: reviews-v2 ratings-v1"
     ]
     assert "+ docker build -f bookinfo/Dockerfile --target reviews-v2" in result.stderr
