@@ -7,6 +7,8 @@ Nothing here mocks a request: every test talks HTTP over a socket to a server li
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -118,6 +120,44 @@ class Upstream:
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+class ServiceProcess:
+    """`python -m bookinfo serve SERVICE` as a real process (gunicorn, as in the images)."""
+
+    def __init__(self, service: str, environ: dict[str, str], ready_seconds: float = 20.0) -> None:
+        self.port = closed_port()
+        self._args = [sys.executable, "-m", "bookinfo", "serve", service, "--port", str(self.port)]
+        self._environ = environ
+        self._ready_seconds = ready_seconds
+
+    def url(self, path: str = "") -> str:
+        return f"http://{HOST}:{self.port}{path}"
+
+    def __enter__(self) -> ServiceProcess:
+        self.process = subprocess.Popen(
+            self._args,
+            env=self._environ,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + self._ready_seconds
+        while time.monotonic() < deadline and self.process.poll() is None:
+            try:
+                with socket.create_connection((HOST, self.port), timeout=0.5):
+                    return self
+            except OSError:
+                time.sleep(0.05)  # poll interval while gunicorn boots
+        self.__exit__()
+        raise RuntimeError(f"{' '.join(self._args)} did not start listening")
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
 
 
 def closed_port() -> int:

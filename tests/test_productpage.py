@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 import pytest
@@ -9,7 +10,7 @@ import requests
 
 from bookinfo import productpage
 from bookinfo.config import Settings
-from live import Reply, settings_for
+from live import HOST, Reply, ServiceProcess, settings_for
 
 PRODUCTS_BODY = (
     '[{"id": 0, "title": "The Comedy of Errors", "descriptionHtml": "<a href=\\"https://en.wikipedia'
@@ -156,19 +157,25 @@ class TestLogin:
     def test_get_login_is_405(self, bookinfo_v1):
         assert requests.get(bookinfo_v1.url("productpage", "/login"), timeout=5).status_code == 405
 
-    def test_a_second_productpage_reads_the_session(self, bookinfo_v1, serve, upstream):
-        """Replicas share the session key: the cookie from one works on another."""
+    def test_a_second_productpage_process_reads_the_session(self, bookinfo_v1, upstream):
+        """Replicas share the session key: a cookie from one works in another process."""
         peer = upstream(reply=Reply(body="{}"))
-        other = serve(
-            productpage.create_app(Settings(**settings_for(details=peer.port, reviews=peer.port)))
-        )
-        login = requests.post(
-            bookinfo_v1.url("productpage", "/login"),
-            data={"username": "jason"},
-            allow_redirects=False,
-            timeout=5,
-        )
-        requests.get(other.url("/productpage"), cookies=login.cookies, timeout=10)
+        environ = {
+            **os.environ,
+            "DETAILS_HOSTNAME": HOST,
+            "DETAILS_SERVICE_PORT": str(peer.port),
+            "REVIEWS_HOSTNAME": HOST,
+            "REVIEWS_SERVICE_PORT": str(peer.port),
+        }
+        with ServiceProcess("productpage", environ) as other:
+            login = requests.post(
+                bookinfo_v1.url("productpage", "/login"),
+                data={"username": "jason"},
+                allow_redirects=False,
+                timeout=5,
+            )
+            response = requests.get(other.url("/productpage"), cookies=login.cookies, timeout=10)
+        assert '<span class="user">jason</span>' in response.text
         assert {call.headers.get("end-user") for call in peer.requests} == {"jason"}
 
     def test_a_session_signed_with_another_key_is_ignored(self, serve, upstream):
