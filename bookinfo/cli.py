@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 from collections.abc import Sequence
 
@@ -76,10 +75,6 @@ def build_parser(prog: str = "python -m bookinfo") -> argparse.ArgumentParser:
     return parser
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def _port(text: str) -> int:
     try:
         port = int(text)
@@ -101,9 +96,6 @@ def _serve_one(args: argparse.Namespace) -> int:
 
 
 def _serve_all(args: argparse.Namespace) -> int:
-    # SIGTERM (docker stop, kill) stops everything just like Ctrl-C, even while starting: the
-    # `with` block below then stops the services that were already started.
-    signal.signal(signal.SIGTERM, _interrupt)
     with LocalBookinfo(reviews_version=args.reviews, port=args.port) as bookinfo:
         bookinfo.print_summary()
         return bookinfo.wait()

@@ -53,18 +53,37 @@ class LocalBookinfo:
             LocalService("reviews", reviews_version, port + 2),
             LocalService("ratings", "v1", port + 3),
         ]
-        self._poll = threading.Event()  # never set: an interruptible pause
+        self._stop_requested = False
+        self._previous_handlers: dict[int, object] = {}
 
     def __enter__(self) -> LocalBookinfo:
+        # Ctrl-C and SIGTERM only set a flag, checked at safe points below, so that a signal can
+        # never land between starting a service and remembering it: whatever was started, stops.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._previous_handlers[signum] = signal.signal(signum, self._request_stop)
         try:
             self.start()
         except BaseException:
-            self.stop()
+            self.__exit__()
             raise
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+        try:
+            self.stop()
+        finally:
+            for signum, handler in self._previous_handlers.items():
+                signal.signal(signum, handler)  # type: ignore[arg-type]
+
+    def _request_stop(self, signum: int, frame: object) -> None:
+        self._stop_requested = True
+
+    def _pause(self, seconds: float) -> None:
+        """Sleep a little, then stop here (KeyboardInterrupt) if a stop was asked for."""
+        if not self._stop_requested:
+            time.sleep(seconds)
+        if self._stop_requested:
+            raise KeyboardInterrupt
 
     def url(self, service: str, path: str = "") -> str:
         port = next(s.port for s in self.services if s.name == service)
@@ -100,10 +119,11 @@ class LocalBookinfo:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 text=True,
-                # Own process group: Ctrl-C reaches only us, and we stop the services in order.
+                # Own session: Ctrl-C in the terminal reaches only us, and we stop the services.
                 start_new_session=True,
             )
             threading.Thread(target=self._relay_output, args=(service,), daemon=True).start()
+            self._pause(0)
         for service in self.services:
             self._wait_ready(service)
 
@@ -137,7 +157,7 @@ class LocalBookinfo:
                         return
             except (urllib.error.URLError, OSError):
                 pass
-            self._poll.wait(0.1)  # poll interval while the service boots
+            self._pause(0.1)  # poll interval while the service boots
         raise StartupError(
             f"{service.name} did not answer {url} within {READY_TIMEOUT_SECONDS:.0f} s"
         )
@@ -166,7 +186,7 @@ class LocalBookinfo:
                         file=sys.stderr,
                     )
                     return 1
-            self._poll.wait(0.5)  # how often to look at the services
+            self._pause(0.5)  # how often to look at the services
 
     def stop(self) -> None:
         running = [s.process for s in self.services if s.process and s.process.poll() is None]
