@@ -13,7 +13,6 @@ set -o errexit -o nounset -o pipefail
 
 PROG="cluster-down.sh"
 DELETE_DOWNLOADS=0
-CONTEXT_ARG="${KUBE_CONTEXT:-}"
 
 usage() {
     cat <<'EOF'
@@ -44,31 +43,13 @@ a context that is not the course's.
 EOF
 }
 
-parse_args() {
-    while (($# > 0)); do
-        case "$1" in
-            -h | --help)
-                usage
-                exit 0
-                ;;
-            --context)
-                (($# > 1)) || usage_error "--context needs the name of a kubectl context"
-                CONTEXT_ARG="$2"
-                shift
-                [[ -n "$CONTEXT_ARG" ]] || usage_error "--context needs the name of a kubectl context"
-                ;;
-            --context=*)
-                CONTEXT_ARG="${1#*=}"
-                [[ -n "$CONTEXT_ARG" ]] || usage_error "--context needs the name of a kubectl context"
-                ;;
-            --allow-other-context) ALLOW_OTHER_CONTEXT=1 ;;
-            --keep-downloads) DELETE_DOWNLOADS=0 ;;
-            --delete-downloads) DELETE_DOWNLOADS=1 ;;
-            --dry-run) DRY_RUN=1 ;;
-            *) unknown_option "$1" ;;
-        esac
-        shift
-    done
+# The options only this script takes; parse_args in scripts/lib/cluster.sh reads the others.
+script_option() {
+    case "$1" in
+        --keep-downloads) DELETE_DOWNLOADS=0 ;;
+        --delete-downloads) DELETE_DOWNLOADS=1 ;;
+        *) unknown_option "$1" ;;
+    esac
 }
 
 step_delete_kind_cluster() {
@@ -141,20 +122,14 @@ uninstall_from_context() {
 }
 
 main() {
-    dry_run_from_env
-    parse_args "$@"
-    load_versions
-    detect_platform
-    resolve_context "$CONTEXT_ARG"
+    setup "$@"
     guard_context "delete Bookinfo, the addons and Istio from that cluster (the cluster itself would stay)"
     if ((USE_KIND)); then
         STEPS=$((1 + DELETE_DOWNLOADS))
     else
         STEPS=$((4 + DELETE_DOWNLOADS))
     fi
-    if ((DRY_RUN)); then
-        say "Dry run: each command that would change something is printed as \"+ command\" and not run."
-    fi
+    announce_dry_run
     if ((USE_KIND)); then
         step_delete_kind_cluster
     else
@@ -171,15 +146,9 @@ main() {
     fi
 }
 
-cd_repo_root() {
-    local script_dir="."
-    if [[ "${BASH_SOURCE[0]}" == */* ]]; then
-        script_dir="${BASH_SOURCE[0]%/*}"
-    fi
-    cd "$script_dir/.."
-}
-
-cd_repo_root
+# Run from the repository root: this script's path without its name ("" when run from scripts/),
+# then one folder up.
+cd "${BASH_SOURCE[0]%"${BASH_SOURCE[0]##*/}"}.."
 # shellcheck source=scripts/lib/cluster.sh
 source scripts/lib/cluster.sh
 main "$@"

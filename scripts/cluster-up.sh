@@ -19,7 +19,6 @@ set -o errexit -o nounset -o pipefail
 PROG="cluster-up.sh"
 CHECK_ONLY=0
 SKIP_IMAGES=0
-CONTEXT_ARG="${KUBE_CONTEXT:-}"
 
 usage() {
     cat <<'EOF'
@@ -69,37 +68,19 @@ set_format() {
     esac
 }
 
-parse_args() {
-    while (($# > 0)); do
-        case "$1" in
-            -h | --help)
-                usage
-                exit 0
-                ;;
-            --check) CHECK_ONLY=1 ;;
-            --format)
-                (($# > 1)) || usage_error "--format needs a value: human or plain"
-                set_format "$2"
-                shift
-                ;;
-            --format=*) set_format "${1#*=}" ;;
-            --context)
-                (($# > 1)) || usage_error "--context needs the name of a kubectl context"
-                CONTEXT_ARG="$2"
-                shift
-                [[ -n "$CONTEXT_ARG" ]] || usage_error "--context needs the name of a kubectl context"
-                ;;
-            --context=*)
-                CONTEXT_ARG="${1#*=}"
-                [[ -n "$CONTEXT_ARG" ]] || usage_error "--context needs the name of a kubectl context"
-                ;;
-            --allow-other-context) ALLOW_OTHER_CONTEXT=1 ;;
-            --skip-images) SKIP_IMAGES=1 ;;
-            --dry-run) DRY_RUN=1 ;;
-            *) unknown_option "$1" ;;
-        esac
-        shift
-    done
+# The options only this script takes; parse_args in scripts/lib/cluster.sh reads the others.
+script_option() {
+    case "$1" in
+        --check) CHECK_ONLY=1 ;;
+        --format)
+            (($# > 1)) || usage_error "--format needs a value: human or plain"
+            set_format "$2"
+            OPTION_WORDS=2
+            ;;
+        --format=*) set_format "${1#*=}" ;;
+        --skip-images) SKIP_IMAGES=1 ;;
+        *) unknown_option "$1" ;;
+    esac
 }
 
 # --check: the report alone, then exit 1 if any check failed.
@@ -333,11 +314,7 @@ finish() {
 }
 
 main() {
-    dry_run_from_env
-    parse_args "$@"
-    load_versions
-    detect_platform
-    resolve_context "$CONTEXT_ARG"
+    setup "$@"
     if ((CHECK_ONLY)); then
         check_only
         return 0
@@ -348,9 +325,7 @@ main() {
     else
         STEPS=6
     fi
-    if ((DRY_RUN)); then
-        say "Dry run: each command that would change something is printed as \"+ command\" and not run."
-    fi
+    announce_dry_run
     step_prerequisites
     if ((USE_KIND)); then
         step "Downloading kind $KIND_VERSION"
@@ -373,15 +348,9 @@ main() {
     finish
 }
 
-cd_repo_root() {
-    local script_dir="."
-    if [[ "${BASH_SOURCE[0]}" == */* ]]; then
-        script_dir="${BASH_SOURCE[0]%/*}"
-    fi
-    cd "$script_dir/.."
-}
-
-cd_repo_root
+# Run from the repository root: this script's path without its name ("" when run from scripts/),
+# then one folder up.
+cd "${BASH_SOURCE[0]%"${BASH_SOURCE[0]##*/}"}.."
 # shellcheck source=scripts/lib/cluster.sh
 source scripts/lib/cluster.sh
 main "$@"

@@ -3,8 +3,9 @@
 # Build the Bookinfo container images: one image per build target of bookinfo/Dockerfile.
 # Run `scripts/images.sh --help` for the options.
 #
-# Only bash builtins are used outside the docker and kind commands themselves, so --list and
-# --dry-run work on a machine without Docker, and the script runs on the bash 3.2 of macOS too.
+# Only bash builtins are used outside the docker and kind commands themselves (here and in
+# scripts/lib/commands.sh, which it sources), so --list and --dry-run work on a machine without
+# Docker, and the script runs on the bash 3.2 of macOS too.
 
 set -o errexit -o nounset -o pipefail
 
@@ -107,12 +108,7 @@ parse_args() {
     done
 }
 
-cd_repo_root() {
-    local script_dir="."
-    if [[ "${BASH_SOURCE[0]}" == */* ]]; then
-        script_dir="${BASH_SOURCE[0]%/*}"
-    fi
-    cd "$script_dir/.."
+check_repo_root() {
     [[ -f "$DOCKERFILE" ]] || fail "cannot find $DOCKERFILE beside this script's directory."
 }
 
@@ -206,31 +202,6 @@ check_prerequisites() {
     fi
 }
 
-# One word as the shell reads it: bare when that is safe, else single-quoted. (printf %q would
-# also do, but it backslash-escapes commas, which makes --platform a,b hard to read.)
-shell_quote() {
-    local safe_re='^[A-Za-z0-9_@%+=:,./-]+$' sq="'" escaped_sq="'\\''"
-    if [[ "$1" =~ $safe_re ]]; then
-        printf '%s' "$1"
-    else
-        printf "'%s'" "${1//$sq/$escaped_sq}"
-    fi
-}
-
-# Print a command shell-quoted, one line, prefixed "+ "; unless this is a dry run, run it.
-run() {
-    local quoted="" arg
-    for arg in "$@"; do
-        quoted="${quoted:+$quoted }$(shell_quote "$arg")"
-    done
-    if ((DRY_RUN)); then
-        printf '+ %s\n' "$quoted"
-    else
-        printf '+ %s\n' "$quoted" >&2
-        "$@"
-    fi
-}
-
 build_one() {
     local target="$1"
     local image="${IMAGE_PREFIX}${target}:${IMAGE_TAG}"
@@ -288,7 +259,7 @@ summary() {
 main() {
     local target
     parse_args "$@"
-    cd_repo_root
+    check_repo_root
     load_targets
     if ((LIST_ONLY)); then
         printf '%s\n' "${ALL_TARGETS[@]}"
@@ -316,4 +287,10 @@ main() {
     summary
 }
 
+# Run from the repository root: this script's path without its name ("" when run from scripts/),
+# then one folder up.
+cd "${BASH_SOURCE[0]%"${BASH_SOURCE[0]##*/}"}.."
+# run and the shell-quoting of the "+ command" lines it prints.
+# shellcheck source=scripts/lib/commands.sh
+source scripts/lib/commands.sh
 main "$@"

@@ -34,6 +34,7 @@ COPIED = (
     "scripts/cluster-up.sh",
     "scripts/cluster-down.sh",
     "scripts/lib/cluster.sh",
+    "scripts/lib/commands.sh",
     "scripts/images.sh",
     "versions.env",
     "bookinfo/Dockerfile",

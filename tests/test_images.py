@@ -477,10 +477,12 @@ def test_list_prints_the_targets() -> None:
 
 
 def images_sh_copy(root: Path, pins: str) -> Path:
-    """scripts/images.sh and the Dockerfile in a bare tree of their own, with this versions.env."""
-    (root / "scripts").mkdir(parents=True)
+    """scripts/images.sh, the library it sources and the Dockerfile in a bare tree of their own,
+    with this versions.env."""
+    (root / "scripts" / "lib").mkdir(parents=True)
     (root / "bookinfo").mkdir()
     shutil.copy2(IMAGES_SH, root / "scripts" / "images.sh")
+    shutil.copy2(IMAGES_SH.parent / "lib" / "commands.sh", root / "scripts" / "lib" / "commands.sh")
     shutil.copy2(DOCKERFILE, root / "bookinfo" / "Dockerfile")
     (root / "versions.env").write_text(pins, encoding="utf-8")
     return root / "scripts" / "images.sh"

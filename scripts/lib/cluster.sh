@@ -1,19 +1,22 @@
 # shellcheck shell=bash
 # The logic scripts/cluster-up.sh and scripts/cluster-down.sh share: the pinned versions, the
 # kubectl context they act on and the guard around it, the prerequisite checks with the exact fix
-# for each failure, the pinned and checksummed downloads into .bin/, and the one wrapper every
-# command that changes something goes through, so that --dry-run prints it instead of running it.
+# for each failure, the pinned and checksummed downloads into .bin/, the options both take, and
+# (from scripts/lib/commands.sh) the one wrapper every command that changes something goes
+# through, so that --dry-run prints it instead of running it.
 #
-# Source it from the repository root, after setting PROG to the script's name. It defines
-# functions and variables and changes nothing by itself. It runs on the bash 3.2 of macOS too: no
+# Source it from the repository root, after setting PROG to the script's name and defining usage
+# and script_option (see parse_args). It defines functions and variables and changes nothing by
+# itself. It runs on the bash 3.2 of macOS too: no
 # associative arrays, no ${var^^}, no mapfile, and an array is only expanded when it has items.
 
 PROG="${PROG:-cluster}"
 
-# Set by the calling script from its options (DRY_RUN also from the environment).
-DRY_RUN="${DRY_RUN:-0}"  # 1: print each changing command as "+ command" and run none of them
-ALLOW_OTHER_CONTEXT=0    # 1: the learner allowed acting on a context that is not the course's
-REPORT_FORMAT=human      # how report() prints a check: human (✓/✗ lines) or plain (tab-separated)
+# Set from the options (DRY_RUN also from the environment, CONTEXT_ARG from KUBE_CONTEXT).
+DRY_RUN="${DRY_RUN:-0}"          # 1: print each changing command as "+ command" and run none of them
+CONTEXT_ARG="${KUBE_CONTEXT:-}"  # the context --context names; empty: the course's kind cluster
+ALLOW_OTHER_CONTEXT=0            # 1: the learner allowed acting on a context that is not the course's
+REPORT_FORMAT=human              # how report() prints a check: human (✓/✗ lines) or plain (tab-separated)
 
 # Set by resolve_context.
 CONTEXT=""         # the kubectl context every kubectl and istioctl command names explicitly
@@ -86,6 +89,16 @@ refuse() {
     exit 3
 }
 
+# "[3/9] Installing Istio 1.30.5": STEPS is set by the script once it knows its plan.
+STEP=0
+STEPS=0
+step() {
+    STEP=$((STEP + 1))
+    printf '[%d/%d] %s\n' "$STEP" "$STEPS" "$1"
+}
+
+# --- the command line ----------------------------------------------------------------------------
+
 # DRY_RUN as the environment gives it: 1/true/yes, or 0/false/no/empty.
 dry_run_from_env() {
     case "${DRY_RUN:-0}" in
@@ -95,78 +108,60 @@ dry_run_from_env() {
     esac
 }
 
-# "[3/9] Installing Istio 1.30.5": STEPS is set by the script once it knows its plan.
-STEP=0
-STEPS=0
-step() {
-    STEP=$((STEP + 1))
-    printf '[%d/%d] %s\n' "$STEP" "$STEPS" "$1"
+# --context NAME or --context=NAME: NAME is empty when none was given.
+set_context_arg() {
+    [[ -n "$1" ]] || usage_error "--context needs the name of a kubectl context"
+    CONTEXT_ARG="$1"
+}
+
+# parse_args ARG...: the command line. The options both scripts take are read here; any other goes
+# to the script's own function script_option ARG..., which reads "$1" (or calls unknown_option)
+# and sets OPTION_WORDS=2 when it takes "$2" as the option's value.
+OPTION_WORDS=1
+parse_args() {
+    while (($# > 0)); do
+        OPTION_WORDS=1
+        case "$1" in
+            -h | --help)
+                usage
+                exit 0
+                ;;
+            --dry-run) DRY_RUN=1 ;;
+            --context)
+                set_context_arg "${2:-}"
+                OPTION_WORDS=2
+                ;;
+            --context=*) set_context_arg "${1#*=}" ;;
+            --allow-other-context) ALLOW_OTHER_CONTEXT=1 ;;
+            *) script_option "$@" ;;
+        esac
+        shift "$OPTION_WORDS"
+    done
+}
+
+# setup ARG...: what both scripts do first: DRY_RUN from the environment, then the command line,
+# the pins, this machine's platform and the context to act on.
+setup() {
+    dry_run_from_env
+    parse_args "$@"
+    load_versions
+    detect_platform
+    resolve_context "$CONTEXT_ARG"
+}
+
+# The first line of a dry run's plan.
+announce_dry_run() {
+    if ((DRY_RUN)); then
+        say "Dry run: each command that would change something is printed as \"+ command\" and not run."
+    fi
 }
 
 # --- running commands ----------------------------------------------------------------------------
 
-# One word as a shell reads it: bare when that is safe, else in single quotes.
-quote_word() {
-    local safe_re='^[A-Za-z0-9_@%+=:,./-]+$' sq="'" escaped_sq="'\\''"
-    if [[ "$1" =~ $safe_re ]]; then
-        printf '%s' "$1"
-    else
-        printf "'%s'" "${1//$sq/$escaped_sq}"
-    fi
-}
-
-quote_command() {
-    local quoted="" word
-    for word in "$@"; do
-        quoted="${quoted:+$quoted }$(quote_word "$word")"
-    done
-    printf '%s' "$quoted"
-}
-
-# The "+ command" line: on stdout in a dry run, where it is the plan; on stderr in a real run,
-# where it traces what is being done.
-show() {
-    if ((DRY_RUN)); then
-        printf '+ %s\n' "$1"
-    else
-        printf '+ %s\n' "$1" >&2
-    fi
-}
-
-# run COMMAND...: a command that changes something. Shown, and run unless this is a dry run.
-run() {
-    show "$(quote_command "$@")"
-    if ((!DRY_RUN)); then
-        "$@"
-    fi
-}
-
-# run_pipe COMMAND... '|' COMMAND...: the same for a pipeline of two commands.
-run_pipe() {
-    local -a left=() right=()
-    local word piped=0
-    for word in "$@"; do
-        if ((!piped)) && [[ "$word" == "|" ]]; then
-            piped=1
-        elif ((piped)); then
-            right+=("$word")
-        else
-            left+=("$word")
-        fi
-    done
-    show "$(quote_command "${left[@]}") | $(quote_command "${right[@]}")"
-    if ((!DRY_RUN)); then
-        "${left[@]}" | "${right[@]}"
-    fi
-}
-
-# run_write FILE TEXT: write TEXT and a newline to FILE (shown as the printf that does it).
-run_write() {
-    show "$(quote_command printf '%s\n' "$2") > $(quote_word "$1")"
-    if ((!DRY_RUN)); then
-        printf '%s\n' "$2" >"$1"
-    fi
-}
+# quote_word, quote_command, show, run, run_pipe and run_write: every command that changes
+# something goes through run, run_pipe or run_write.
+# shellcheck source=scripts/lib/commands.sh
+source scripts/lib/commands.sh
 
 have() {
     command -v "$1" >/dev/null 2>&1
