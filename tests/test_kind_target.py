@@ -39,31 +39,33 @@ from typing import Any
 
 import pytest
 
+from istiolab.errors import IstiolabError
 from istiolab.targets import TargetUnavailable
-from istiolab.targets import kind as kind_module
-from istiolab.targets.kind import (
-    CommandFailed,
-    KindTarget,
-    Runner,
-    classify_failure,
+from istiolab.targets.kind import KindTarget
+from istiolab.targets.kind.clients import (
+    client_token,
     curl_command,
-    jaeger_to_zipkin,
-    newest_first,
     parse_client_output,
-    parse_prometheus_vector,
-    parse_proxy_status_json,
-    parse_proxy_status_table,
-    parse_workloads,
-    parse_zipkin_traces,
-    port_forward,
     python_command,
     qualify_url,
     remote_exit_code,
+)
+from istiolab.targets.kind.http_request import http_request
+from istiolab.targets.kind.layout import CLIENTS_DIR
+from istiolab.targets.kind.port_forward import port_forward
+from istiolab.targets.kind.proxy_status import parse_proxy_status_json, parse_proxy_status_table
+from istiolab.targets.kind.resources import resource_name
+from istiolab.targets.kind.runner import CommandFailed, Runner, classify_failure
+from istiolab.targets.kind.target import ROLLOUT_TIMEOUT
+from istiolab.targets.kind.telemetry import (
+    jaeger_to_zipkin,
+    newest_first,
+    parse_prometheus_vector,
+    parse_zipkin_traces,
     resolve_service_name,
-    resource_name,
-    selector_matches,
     tracing_backend,
 )
+from istiolab.targets.kind.workloads import parse_workloads, selector_matches
 from live import HOST, Reply, Upstream, closed_port
 
 FIXTURES = Path(__file__).parent / "fixtures" / "kubectl"
@@ -252,7 +254,7 @@ def test_client_output_from_a_real_exchange(client: str, upstream: Callable[...,
     server = upstream(
         reply=Reply(status=503, body="no healthy upstream", content_type="text/plain")
     )
-    token = kind_module.client_token()
+    token = client_token()
     argv = client_argv(client, server.url("/ratings/0?x=1"), {"x-user": "jason"}, 5, token)
     completed = run_client(argv)
     result = parse_client_output(completed.stdout, completed.returncode, completed.stderr, token)
@@ -275,7 +277,7 @@ def test_client_refused_reset_and_timed_out(
         upstream(reply=Reply(delay=2)).url("/"): "timed out",
     }
     for url, error in cases.items():
-        token = kind_module.client_token()
+        token = client_token()
         completed = run_client(client_argv(client, url, {}, 0.5, token))
         result = parse_client_output(
             completed.stdout, completed.returncode, completed.stderr, token
@@ -717,10 +719,10 @@ def test_port_forward_waits_until_the_port_accepts(stub: StubKubectl) -> None:
     start = time.monotonic()
     with port_forward(stub.runner(), "svc/prometheus", 9090, namespace="istio-system") as port:
         assert time.monotonic() - start >= 0.5  # it waited for the stub to listen
-        result = kind_module.http_request(HOST, port, "/api/v1/query?query=up")
+        result = http_request(HOST, port, "/api/v1/query?query=up")
         assert result.status == 200
     # Once the block is over, kubectl is stopped and the port is closed again.
-    assert kind_module.http_request(HOST, port, "/").error == "connection refused"
+    assert http_request(HOST, port, "/").error == "connection refused"
     ((*_, target, ports),) = stub.calls()
     assert target == "svc/prometheus"
     assert ports == f"{port}:9090"
@@ -863,7 +865,7 @@ def test_mesh_request_from_a_bookinfo_workload(
 
 def test_mesh_request_from_an_unknown_workload(stub: StubKubectl) -> None:
     stub.answer("get deployments.apps -n default -o json", document={"items": []})
-    with pytest.raises(kind_module.IstiolabError, match="no Deployment named 'ratings'"):
+    with pytest.raises(IstiolabError, match="no Deployment named 'ratings'"):
         stub.target().mesh_request("http://reviews:9080/", source="ratings")
 
 
@@ -872,12 +874,12 @@ def test_outside_request_applies_the_client_on_first_use(
 ) -> None:
     if shutil.which("curl") is None:
         pytest.skip("curl is not installed here (it runs inside the client pod on kind)")
-    manifest = kind_module.CLIENTS_DIR / "outside.yaml"
+    manifest = CLIENTS_DIR / "outside.yaml"
     stub.answer("get deployments.apps -n outside -o json", document={"items": []})
     stub.answer("get pods -n outside -o json", document={"items": []})
     stub.answer(f"apply -n outside -f {manifest}", stdout="deployment.apps/curl created\n")
     stub.answer(
-        f"rollout status -n outside deployment/curl --timeout={kind_module.ROLLOUT_TIMEOUT:g}s",
+        f"rollout status -n outside deployment/curl --timeout={ROLLOUT_TIMEOUT:g}s",
         stdout='deployment "curl" successfully rolled out\n',
     )
     result = stub.target().outside_request(f"http://{HOST}:{resetting_server}/productpage")
@@ -912,7 +914,7 @@ def istioctl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., K
     path = write_stub(tmp_path / "bin", "istioctl", STUB_ISTIOCTL)
     config = tmp_path / "istioctl.json"
     monkeypatch.setenv("STUB_ISTIOCTL_CONFIG", str(config))
-    monkeypatch.setattr(kind_module, "POLL_INTERVAL", 0.01)
+    monkeypatch.setattr("istiolab.targets.kind.target.POLL_INTERVAL", 0.01)
 
     def make(tables: list[str], json_file: str | None = None) -> KindTarget:
         files = [str(FIXTURES / table) for table in tables]
@@ -966,7 +968,7 @@ def test_missing_istioctl_is_unavailable_with_a_fix(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.setattr(kind_module, "REPO_ROOT", tmp_path)  # no .bin/ there either
+    monkeypatch.setattr("istiolab.targets.kind.runner.REPO_ROOT", tmp_path)  # no .bin/ there either
     with pytest.raises(TargetUnavailable) as raised:
         KindTarget(context="kind-istiolab").wait_for_config(timeout=1)
     assert "istioctl was not found" in raised.value.message
@@ -975,7 +977,7 @@ def test_missing_istioctl_is_unavailable_with_a_fix(
 
 def test_the_client_manifests_are_where_the_target_looks() -> None:
     for name, namespace_line in (("curl.yaml", None), ("outside.yaml", "namespace: outside")):
-        text = (kind_module.CLIENTS_DIR / name).read_text(encoding="utf-8")
+        text = (CLIENTS_DIR / name).read_text(encoding="utf-8")
         assert "kind: ServiceAccount" in text
         assert "kind: Deployment" in text
         assert 'command: ["sleep", "infinity"]' in text
