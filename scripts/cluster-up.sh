@@ -11,7 +11,8 @@
 #   6. deploy Bookinfo as stage 00 (no mesh yet)
 #
 # Every step can run again: what is already there is kept. Every version is pinned in versions.env.
-# With --context, steps 3 and 5 are left out and everything goes into an existing cluster.
+# With --context, parts 3 and 5 of this list are left out and everything goes into an existing
+# cluster. The script numbers its steps as it goes ("[4/9] ...").
 # Run `scripts/cluster-up.sh --help` for the options.
 
 set -o errexit -o nounset -o pipefail

@@ -14,7 +14,6 @@ readonly DOCKERFILE="bookinfo/Dockerfile"
 # Stages of the Dockerfile that other stages build on; every other stage is an image to build.
 readonly INTERNAL_STAGES=" build runtime ratings-base "
 
-DRY_RUN=0
 LIST_ONLY=0
 PUSH=0
 PLATFORMS="${PLATFORMS:-}"
@@ -50,6 +49,7 @@ Environment:
   IMAGE_PREFIX  image name before the target (default: BOOKINFO_IMAGE_PREFIX in versions.env)
   IMAGE_TAG     image tag (default: BOOKINFO_IMAGE_TAG in versions.env)
   PLATFORMS     default for --platforms
+  DRY_RUN=1     same as --dry-run
 
 Examples:
   scripts/images.sh --kind-cluster istiolab
@@ -258,6 +258,7 @@ summary() {
 
 main() {
     local target
+    dry_run_from_env
     parse_args "$@"
     check_repo_root
     load_targets

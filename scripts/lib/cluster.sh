@@ -99,14 +99,6 @@ step() {
 
 # --- the command line ----------------------------------------------------------------------------
 
-# DRY_RUN as the environment gives it: 1/true/yes, or 0/false/no/empty.
-dry_run_from_env() {
-    case "${DRY_RUN:-0}" in
-        1 | true | yes) DRY_RUN=1 ;;
-        0 | false | no | "") DRY_RUN=0 ;;
-        *) usage_error "DRY_RUN must be 1 or 0, not '$DRY_RUN'" ;;
-    esac
-}
 
 # --context NAME or --context=NAME: NAME is empty when none was given.
 set_context_arg() {
@@ -292,16 +284,16 @@ require_platform() {
 os_fix() {
     case "$UNAME_S" in
         MINGW* | MSYS* | CYGWIN* | Windows*)
-            printf '%s\n' "run the course inside WSL2: install Ubuntu (wsl --install), turn on Docker Desktop's WSL integration for it, clone the repository inside WSL and run this script there; or use the sandbox target, which needs only Python: istiolab up"
+            printf '%s\n' "run the course inside WSL2: install Ubuntu (wsl --install), turn on Docker Desktop's WSL integration for it, clone the repository inside WSL and run this script there"
             ;;
         *)
-            printf '%s\n' "use a Linux or macOS machine, or the sandbox target, which needs only Python: istiolab up"
+            printf '%s\n' "use a Linux or macOS machine (on Windows: WSL2)"
             ;;
     esac
 }
 
 arch_fix() {
-    printf '%s\n' "use an x86_64 (amd64) or arm64 machine; kind's node images and Istio's releases exist for those two only. Or use the sandbox target, which needs only Python: istiolab up"
+    printf '%s\n' "use an x86_64 (amd64) or arm64 machine; kind's node images and Istio's releases exist for those two only"
 }
 
 # --- checksums and downloads ---------------------------------------------------------------------

@@ -72,3 +72,12 @@ run_write() {
         printf '%s\n' "$2" >"$1"
     fi
 }
+
+# DRY_RUN as the environment gives it: 1/true/yes, or 0/false/no/empty.
+dry_run_from_env() {
+    case "${DRY_RUN:-0}" in
+        1 | true | yes) DRY_RUN=1 ;;
+        0 | false | no | "") DRY_RUN=0 ;;
+        *) usage_error "DRY_RUN must be 1 or 0, not '$DRY_RUN'" ;;
+    esac
+}
