@@ -1,0 +1,1 @@
+"""Istio resources to Envoy configuration, as istiod builds it (see each module)."""
