@@ -109,6 +109,13 @@ _ALL_CODES = (
         "istiolab",
         "`kubectl kustomize` could not build a kustomization directory.",
     ),
+    Code(
+        "ISTL0010",
+        "NotSupportedBySandbox",
+        Severity.ERROR,
+        "istiolab",
+        "Valid for a cluster, but beyond what the sandbox mesh runs (e.g. a non-Bookinfo image).",
+    ),
 )
 CODES: dict[str, Code] = {code.code: code for code in _ALL_CODES}
 
@@ -121,6 +128,7 @@ ROUTE_WEIGHTS_NOT_100 = "ISTL0001"
 YAML_SYNTAX_ERROR = "ISTL0002"
 UNKNOWN_KIND = "ISTL0003"
 KUSTOMIZE_BUILD_FAILED = "ISTL0004"
+NOT_SUPPORTED_BY_SANDBOX = "ISTL0010"
 
 
 @dataclass(frozen=True)
