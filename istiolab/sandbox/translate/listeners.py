@@ -13,9 +13,10 @@ A sidecar has two (reference section 7):
   captureMode NONE (`<bind>_<port>`, no `virtualInbound`), with an inline route configuration
   `inbound|<port>||` to the cluster of the same name, i.e. to the app.
 
-The ingress gateway has one per server port, `0.0.0.0_8080`, routing with `http.8080`. The
-name is what istiod gives a Gateway server that has no `bind`, the form Istio's docs and
-`proxy-config` output show; the address is 127.0.0.1 all the same.
+The ingress gateway has one per port its Gateway resources open, `0.0.0.0_8080`, routing with
+`http.8080` (the route configurations are routes.py's). The name is what istiod gives a Gateway
+server that has no `bind`, the form Istio's docs and `proxy-config` output show; the address is
+127.0.0.1 all the same, on `Gateway.port` for the gateway pod's port 8080.
 
 Without a sidecar, an app's HTTP_PROXY is the kube-proxy stand-in (`kube_proxy_listener`): an
 HTTP proxy with one virtual host per Service port and nothing Istio adds, no retries, no
@@ -31,13 +32,14 @@ Not here yet: PeerAuthentication/mTLS filter chains and RBAC on the inbound list
 
 from __future__ import annotations
 
+import copy
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from ..envoy import xds_files
 from ..model import Gateway, Mesh, Pod, Service, SidecarPorts
-from . import clusters, names
+from . import clusters, names, routes
 
 HCM = "envoy.filters.network.http_connection_manager"
 _HCM_TYPE = (
@@ -45,6 +47,7 @@ _HCM_TYPE = (
     "HttpConnectionManager"
 )
 HTTP_PROXY_ROUTE_CONFIG = "http_proxy"  # istiod's model.RDSHttpProxy
+GATEWAY_HTTP_PORT = 8080  # the istio-ingressgateway pod's HTTP port (its Service's port 80)
 KUBE_PROXY_ROUTE_CONFIG = "kube-proxy"
 
 # Istio's default access log format (model.EnvoyTextLogFormat), meshConfig.accessLogEncoding TEXT.
@@ -188,16 +191,44 @@ def inbound_listener(
     return _listener(name, pod.address, inbound_port, "INBOUND", hcm)
 
 
+def gateway_listeners(
+    mesh: Mesh,
+    xds_dir: str | os.PathLike[str],
+    *,
+    access_log_path: str | os.PathLike[str] | None = None,
+) -> list[dict[str, Any]]:
+    """The ingress gateway's listeners: one per port that an applied Istio Gateway opens.
+
+    Like istiod, none at all until a Gateway resource selects the ingress gateway: before the
+    gateway lab, http://localhost:8080 is refused, as on a cluster.
+    """
+    return [
+        gateway_listener(
+            mesh.gateway,
+            xds_dir,
+            port=port,
+            listen_port=routes.gateway_listen_port(mesh, port),
+            access_log_path=access_log_path,
+        )
+        for port in routes.gateway_ports(mesh)
+    ]
+
+
 def gateway_listener(
     gateway: Gateway,
     xds_dir: str | os.PathLike[str],
     *,
-    route_config_name: str | None = None,
+    port: int = GATEWAY_HTTP_PORT,
+    listen_port: int | None = None,
     access_log_path: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
-    """The ingress gateway's HTTP listener on 127.0.0.1:<gateway.port>, named `0.0.0.0_<port>`,
-    routing with `http.<port>` (istiod's gatewayRDSRouteName for a server without bind)."""
-    name = listener_name("0.0.0.0", gateway.port)  # noqa: S104 - a name; the bind is loopback
+    """One HTTP listener of the ingress gateway, for the gateway pod's `port` (8080 for a Gateway
+    server on port 80 or 8080): named `0.0.0.0_<port>` and routing with `http.<port>` as istiod
+    names them for a server without `bind`, but bound to 127.0.0.1:<listen_port>, which is
+    `gateway.port` (where learners reach it) for 8080."""
+    if listen_port is None:
+        listen_port = gateway.port if port == GATEWAY_HTTP_PORT else port
+    name = listener_name("0.0.0.0", port)  # noqa: S104 - a name; the bind is loopback
     hcm = _connection_manager(
         f"outbound_{name}",
         access_log_path=access_log_path,
@@ -205,8 +236,8 @@ def gateway_listener(
         server_name=_SERVER_NAME,
         forward_client_cert_details="SANITIZE_SET",
     )
-    hcm["rds"] = xds_files.rds_config_source(xds_dir, route_config_name or f"http.{gateway.port}")
-    return _listener(name, "127.0.0.1", gateway.port, "OUTBOUND", hcm)
+    hcm["rds"] = xds_files.rds_config_source(xds_dir, routes.gateway_route_config_name(port))
+    return _listener(name, "127.0.0.1", listen_port, "OUTBOUND", hcm)
 
 
 def kube_proxy_listener(
@@ -313,7 +344,6 @@ def _connection_manager(
     use_remote_address: bool,
     server_name: str | None = None,
     forward_client_cert_details: str | None = None,
-    http_filters: Iterable[Mapping[str, Any]] = _ISTIO_HTTP_FILTERS,
 ) -> dict[str, Any]:
     hcm: dict[str, Any] = {
         "@type": _HCM_TYPE,
@@ -324,7 +354,7 @@ def _connection_manager(
         "path_with_escaped_slashes_action": "KEEP_UNCHANGED",
         "stream_idle_timeout": "0s",
         "upgrade_configs": [{"upgrade_type": "websocket"}],
-        "request_id_extension": _UUID_REQUEST_ID,
+        "request_id_extension": copy.deepcopy(_UUID_REQUEST_ID),
     }
     if server_name:
         hcm["server_name"] = server_name
@@ -332,7 +362,7 @@ def _connection_manager(
         hcm["forward_client_cert_details"] = forward_client_cert_details
     if access_log_path is not None:
         hcm["access_log"] = [access_log(access_log_path)]
-    hcm["http_filters"] = [dict(http_filter) for http_filter in http_filters]
+    hcm["http_filters"] = copy.deepcopy(list(_ISTIO_HTTP_FILTERS))
     return hcm
 
 
