@@ -1,0 +1,301 @@
+"""The sandbox's control plane: the API server, the controllers, istiod and the kubelet, in one.
+
+On every change (an apply, a delete, a label, a restart) it does what a cluster would:
+1. the store keeps the resources (store.py), validated as a whole or not at all;
+2. the registry turns Deployments into pods and decides their sidecars (registry.py);
+3. every proxy's configuration is rebuilt from the registry and the Istio resources
+   (translate/) and written to the files that proxy watches, with one new version;
+4. pods that are new are started (their sidecar first, then the app), pods that are gone stopped;
+5. the change is done when every proxy has acknowledged the new version (or, if one refused it,
+   the apply fails with the proxy's reason).
+
+Processes: each pod's app (`python -m bookinfo serve ...`), each sidecar's Envoy, the ingress
+gateway's Envoy on 127.0.0.1:8080, and one more Envoy standing in for kube-proxy, through which
+apps without a sidecar reach Services (and which forwards 127.0.0.1:9080 to productpage).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from ..errors import IstiolabError
+from ..validation import format_report
+from .envoy import admin as envoy_admin
+from .envoy import binary, bootstrap, xds_files
+from .model import Gateway, Pod
+from .registry import Registry
+from .store import Store, load_documents
+from .supervisor import ProcessSpec, Supervisor
+from .translate import proxies
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+INITIAL_STAGE = REPO_ROOT / "manifests" / "stages" / "00-bookinfo"
+GATEWAY_PORT = 8080
+ACK_TIMEOUT = 20.0
+READY_TIMEOUT = 60.0
+KUBE_PROXY = "kube-proxy"
+GATEWAY = "istio-system.istio-ingressgateway"
+
+
+class ControlPlane:
+    def __init__(self, state_dir: Path, gateway_port: int = GATEWAY_PORT) -> None:
+        self.state_dir = Path(state_dir)
+        self.store = Store.load(self.state_dir / "resources")
+        self.registry = Registry.load(self.state_dir / "registry")
+        self.supervisor = Supervisor(self.state_dir / "processes")
+        self.gateway_port = gateway_port
+        self._lock = threading.RLock()
+        ports = self.registry.ports
+        self.kube_proxy_port = ports.port_of(f"{KUBE_PROXY}/listener") or ports.allocate(
+            f"{KUBE_PROXY}/listener"
+        )
+        self.kube_proxy_admin = ports.port_of(f"{KUBE_PROXY}/admin") or ports.allocate(
+            f"{KUBE_PROXY}/admin"
+        )
+        self.gateway_admin = ports.port_of("gateway/admin") or ports.allocate("gateway/admin")
+        ports.save()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Bring the mesh to the stored state (stage 00 on the very first start)."""
+        with self._lock:
+            if self.store.revision == 0:  # a new sandbox: nothing applied yet
+                result = self.store.apply(load_documents(kustomize_dirs=[INITIAL_STAGE]))
+                if not result.ok:
+                    raise IstiolabError(
+                        "the initial stage does not validate:\n" + format_report(result.report)
+                    )
+            self.sync()
+
+    def stop(self) -> None:
+        self.supervisor.close(stop_processes=True)
+
+    # ------------------------------------------------------------------ the sync loop
+
+    def sync(self) -> None:
+        """Reconcile pods, rewrite every proxy's configuration, start and stop processes, and
+        return once every proxy runs the new configuration."""
+        with self._lock:
+            change = self.registry.reconcile(self.store)
+            for pod in change.deleted:
+                self.supervisor.remove(_app_name(pod))
+                if pod.sidecar:
+                    self.supervisor.remove(_sidecar_name(pod))
+            mesh = self.registry.mesh(self.store, self._gateway())
+            version = str(time.time_ns())
+            pending: list[tuple[envoy_admin.EnvoyAdmin, envoy_admin.ConfigState | None]] = []
+
+            def push(name: str, admin_port: int, config: proxies.ProxyConfig, node: str) -> None:
+                xds_dir = self._xds_dir(name)
+                admin = envoy_admin.EnvoyAdmin(
+                    admin_port, proxy=name, log_path=self._log(name + ".envoy")
+                )
+                since = admin.snapshot() if self._running(name) else None
+                xds_files.write_all(
+                    xds_dir,
+                    version,
+                    listeners=config.listeners,
+                    clusters=config.clusters,
+                    route_configs=config.routes,
+                )
+                self._ensure_envoy(name, admin_port, node, xds_dir)
+                pending.append((admin, since))
+
+            push(
+                KUBE_PROXY,
+                self.kube_proxy_admin,
+                proxies.kube_proxy_config(mesh, self.kube_proxy_port, self._access_log(KUBE_PROXY)),
+                "router~127.0.0.1~kube-proxy.kube-system~kube-system.svc.cluster.local",
+            )
+            push(
+                GATEWAY,
+                self.gateway_admin,
+                proxies.gateway_config(mesh, self._xds_dir(GATEWAY), self._access_log(GATEWAY)),
+                bootstrap.gateway_node_id(mesh.gateway),
+            )
+            for pod in mesh.pods:
+                if pod.sidecar:
+                    name = _sidecar_name(pod)
+                    config = proxies.sidecar_config(
+                        mesh, pod, self._xds_dir(name), self._access_log(name)
+                    )
+                    push(name, pod.sidecar.admin_port, config, bootstrap.sidecar_node_id(pod))
+            for pod in mesh.pods:
+                self._ensure_app(pod)
+            for admin, since in pending:
+                admin.wait_for_version(version, ACK_TIMEOUT, since=since)
+            self.supervisor.wait_ready(
+                [status.name for status in self.supervisor.status()], timeout=READY_TIMEOUT
+            )
+
+    # ------------------------------------------------------------------ processes
+
+    def _gateway(self) -> Gateway:
+        return Gateway(port=self.gateway_port, admin_port=self.gateway_admin)
+
+    def _running(self, name: str) -> bool:
+        return any(s.name == name and s.pid for s in self.supervisor.status())
+
+    def _ensure_envoy(self, name: str, admin_port: int, node: str, xds_dir: Path) -> None:
+        if self._running(name):
+            return
+        config = bootstrap.bootstrap(node, node.split("~")[2], admin_port, xds_dir)
+        bootstrap_path = xds_dir / "bootstrap.json"
+        bootstrap_path.write_text(json.dumps(config, indent=2))
+        self.supervisor.start(
+            ProcessSpec(
+                name,
+                binary.run_command(bootstrap_path, log_path=self._log(name + ".envoy")),
+                log_path=self._log(name),
+                ready=("http", f"http://127.0.0.1:{admin_port}/ready"),
+                kind="proxy",
+                ports=(admin_port,),
+            ),
+            replace=True,
+        )
+
+    def _ensure_app(self, pod: Pod) -> None:
+        name = _app_name(pod)
+        if self._running(name):
+            return
+        proxy_port = pod.sidecar.outbound_port if pod.sidecar else self.kube_proxy_port
+        launch = self.registry.launch(pod).with_proxy(f"http://127.0.0.1:{proxy_port}")
+        base = {k: v for k, v in os.environ.items() if k.lower() not in _PROXY_VARIABLES}
+        self.supervisor.start(
+            ProcessSpec(
+                name,
+                launch.command,
+                launch.environment(base),
+                log_path=self._log(name),
+                ready=("tcp", pod.app_port),
+                kind="app",
+                ports=(pod.app_port,),
+                inherit_env=False,
+            ),
+            replace=True,
+        )
+
+    def _xds_dir(self, name: str) -> Path:
+        path = self.state_dir / "xds" / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def _log(self, name: str) -> Path:
+        return self.state_dir / "logs" / f"{name}.log"
+
+    def _access_log(self, name: str) -> str:
+        return str(self.state_dir / "logs" / f"{name}.access.log")
+
+    # ------------------------------------------------------------------ the API
+
+    def status(self, _: dict[str, Any]) -> dict[str, Any]:
+        processes = {s.name: s for s in self.supervisor.status()}
+        workloads = []
+        for pod in self.registry.pods:
+            app = processes.get(_app_name(pod))
+            proxy = processes.get(_sidecar_name(pod)) if pod.sidecar else None
+            parts = [p for p in (app, proxy) if p is not None]
+            workloads.append(
+                {
+                    "namespace": pod.namespace,
+                    "name": pod.name,
+                    "ready": f"{sum(p.state == 'running' for p in parts)}/{1 + bool(pod.sidecar)}",
+                    "restarts": sum(p.restarts for p in parts),
+                    "sidecar": bool(pod.sidecar),
+                    "app_port": pod.app_port,
+                    "proxy_ports": [pod.sidecar.inbound_port, pod.sidecar.outbound_port]
+                    if pod.sidecar
+                    else [],
+                }
+            )
+        return {
+            "workloads": workloads,
+            "gateway": f"http://127.0.0.1:{self.gateway_port}",
+            "port_forward": "http://127.0.0.1:9080",
+            "revision": self.store.revision,
+        }
+
+    def apply(self, body: dict[str, Any]) -> list[str]:
+        documents = load_documents(
+            paths=body.get("files", []), kustomize_dirs=body.get("kustomize", [])
+        )
+        with self._lock:
+            result = self.store.apply(documents, namespace=body.get("namespace"))
+            if not result.ok:
+                raise IstiolabError(
+                    format_report(result.report) + "\nNothing was applied: the mesh is unchanged."
+                )
+            if result.changed:
+                self.sync()
+            return result.lines()
+
+    def delete(self, body: dict[str, Any]) -> list[str]:
+        with self._lock:
+            if body.get("files"):
+                result = self.store.delete_documents(
+                    load_documents(paths=body["files"]), namespace=body.get("namespace")
+                )
+                lines = list(result.lines)
+                if result.errors:
+                    self.sync()
+                    raise IstiolabError("\n".join([*lines, *result.errors]))
+            else:
+                lines = [
+                    self.store.delete(
+                        body["kind"], body.get("namespace") or "default", body["name"]
+                    )
+                ]
+            self.sync()
+            return lines
+
+    def get(self, body: dict[str, Any]) -> list[dict[str, Any]]:
+        namespace = body.get("namespace")
+        if body.get("kind", "").lower() in ("pod", "pods", "po"):
+            return [self.registry.pod_manifest(p) for p in self.registry.pods_in(namespace)]
+        objects = self.store.get(body["kind"], namespace, body.get("name"))
+        return [obj.manifest() for obj in objects]
+
+    def label(self, body: dict[str, Any]) -> str:
+        with self._lock:
+            result = self.store.label(
+                body["kind"],
+                body.get("namespace"),
+                body["name"],
+                body["labels"],
+                overwrite=body.get("overwrite", False),
+            )
+            self.sync()
+            return result.line
+
+    def rollout_restart(self, body: dict[str, Any]) -> list[str]:
+        with self._lock:
+            lines = self.store.rollout_restart(body.get("namespace") or "default", body.get("name"))
+            self.sync()
+            return lines
+
+    def routes(self) -> dict[str, Any]:
+        return {
+            "/status": self.status,
+            "/apply": self.apply,
+            "/delete": self.delete,
+            "/get": self.get,
+            "/label": self.label,
+            "/rollout-restart": self.rollout_restart,
+        }
+
+
+_PROXY_VARIABLES = {"http_proxy", "https_proxy", "all_proxy", "no_proxy"}
+
+
+def _app_name(pod: Pod) -> str:
+    return f"{pod.namespace}.{pod.name}"
+
+
+def _sidecar_name(pod: Pod) -> str:
+    return f"{pod.namespace}.{pod.name}.istio-proxy"

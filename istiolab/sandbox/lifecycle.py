@@ -1,0 +1,124 @@
+"""`istiolab up`, `down` and `status` for the sandbox: start, stop and find its control plane.
+
+The control plane runs in the background, so the learner's terminal is free; everything it
+knows lives in .istiolab/ in the repository (git-ignored), so it survives its own restart.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ..errors import IstiolabError
+from . import api
+from .daemon import INFO_FILE
+from .supervisor import Supervisor
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+STATE_DIR = Path(os.environ.get("ISTIOLAB_STATE_DIR", REPO_ROOT / ".istiolab"))
+START_TIMEOUT = 120.0
+STOP_TIMEOUT = 60.0
+PORT_FORWARD_PORT = 9080
+
+
+def control_plane_port(state_dir: Path = STATE_DIR) -> int | None:
+    """The running control plane's API port, or None when none is running."""
+    try:
+        info = json.loads((state_dir / INFO_FILE).read_text())
+        os.kill(int(info["pid"]), 0)
+        return int(info["api_port"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def up(gateway_port: int = 8080, state_dir: Path = STATE_DIR) -> dict[str, Any]:
+    """Start the sandbox (or find it running) and return its status once the mesh serves."""
+    port = control_plane_port(state_dir)
+    if port is not None:
+        return api.call(port, "/status")
+    for wanted, what, fix in (
+        (gateway_port, "the ingress gateway", f"istiolab up --gateway-port {gateway_port + 100}"),
+        (PORT_FORWARD_PORT, "the port-forward to productpage", "stop what uses it"),
+    ):
+        _require_free(wanted, what, fix)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    log = state_dir / "logs" / "controlplane.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as output:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "istiolab.sandbox.daemon",
+                str(state_dir),
+                "--gateway-port",
+                str(gateway_port),
+            ],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = "\n  ".join(log.read_text(errors="replace").splitlines()[-15:])
+            raise IstiolabError(
+                f"the sandbox did not start:\n  {tail}",
+                fix=f"read {log}; then istiolab down, and istiolab up again",
+            )
+        port = control_plane_port(state_dir)
+        if port is not None:
+            return api.call(port, "/status")
+        time.sleep(0.2)  # poll interval while the mesh starts
+    process.terminate()
+    raise IstiolabError(
+        f"the sandbox did not start within {START_TIMEOUT:.0f} s", fix=f"read {log}"
+    )
+
+
+def down(state_dir: Path = STATE_DIR) -> None:
+    """Stop the control plane and every process it started; harmless when nothing runs."""
+    port = control_plane_port(state_dir)
+    if port is not None:
+        pid = json.loads((state_dir / INFO_FILE).read_text())["pid"]
+        api.call(port, "/shutdown")
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)  # poll interval while it stops the processes
+    # Whatever is left (the control plane crashed, or did not finish): stop it by its records.
+    if (state_dir / "processes").exists():
+        Supervisor(state_dir / "processes").close(stop_processes=True)
+
+
+def status(state_dir: Path = STATE_DIR) -> dict[str, Any]:
+    port = control_plane_port(state_dir)
+    if port is None:
+        raise IstiolabError("the sandbox is not running", fix="istiolab up")
+    return api.call(port, "/status")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
+def _require_free(port: int, what: str, fix: str) -> None:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            raise IstiolabError(
+                f"port {port} on 127.0.0.1 is already in use; the sandbox needs it for {what}",
+                fix=fix,
+            ) from None

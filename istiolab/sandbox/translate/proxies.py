@@ -1,0 +1,117 @@
+"""The whole configuration of each proxy the sandbox runs, assembled from the other modules.
+
+- a sidecar: its HTTP-proxy and inbound listeners, the `http_proxy` routes, every cluster;
+- the ingress gateway: a listener per Gateway port, the `http.<port>` routes, every cluster;
+- the kube-proxy stand-in: what pods without a sidecar call through (Services, nothing else),
+  plus the port-forward to productpage on 127.0.0.1:9080 that a learner uses before the gateway
+  lab, like `kubectl port-forward svc/productpage 9080:9080`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..model import Mesh, Pod
+from . import clusters, listeners, routes
+
+PORT_FORWARD_SERVICE = "productpage"
+PORT_FORWARD_PORT = 9080
+_TCP_PROXY = "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    listeners: list[dict[str, Any]] = field(default_factory=list)
+    routes: list[dict[str, Any]] = field(default_factory=list)
+    clusters: list[dict[str, Any]] = field(default_factory=list)
+
+
+def sidecar_config(
+    mesh: Mesh, pod: Pod, xds_dir: str | os.PathLike[str], access_log: str
+) -> ProxyConfig:
+    return ProxyConfig(
+        listeners=listeners.sidecar_listeners(pod, xds_dir, mesh=mesh, access_log_path=access_log),
+        routes=routes.sidecar_route_configs(mesh, pod),
+        clusters=[*clusters.outbound_clusters(mesh, pod), clusters.inbound_cluster(pod, mesh)],
+    )
+
+
+def gateway_config(mesh: Mesh, xds_dir: str | os.PathLike[str], access_log: str) -> ProxyConfig:
+    return ProxyConfig(
+        listeners=listeners.gateway_listeners(mesh, xds_dir, access_log_path=access_log),
+        routes=routes.gateway_route_configs(mesh),
+        clusters=clusters.outbound_clusters(mesh, mesh.gateway),
+    )
+
+
+def kube_proxy_config(mesh: Mesh, port: int, access_log: str) -> ProxyConfig:
+    """The plain per-Service load balancer, and the port-forward to productpage."""
+    forward_cluster = f"port-forward|{PORT_FORWARD_PORT}|{PORT_FORWARD_SERVICE}"
+    forwarded = [
+        pod
+        for service in mesh.services
+        if service.name == PORT_FORWARD_SERVICE and service.namespace == "default"
+        for pod in mesh.pods_of(service)
+    ]
+    return ProxyConfig(
+        listeners=[
+            listeners.kube_proxy_listener(mesh, port, access_log_path=access_log),
+            _port_forward_listener(forward_cluster),
+        ],
+        clusters=[
+            *clusters.kube_proxy_clusters(mesh),
+            _port_forward_cluster(forward_cluster, forwarded),
+        ],
+    )
+
+
+def _port_forward_listener(cluster: str) -> dict[str, Any]:
+    # A port-forward is a TCP tunnel straight to a pod's port, past its sidecar (as kubectl's is).
+    return {
+        "name": f"port-forward_{PORT_FORWARD_PORT}",
+        "address": {"socket_address": {"address": "127.0.0.1", "port_value": PORT_FORWARD_PORT}},
+        "filter_chains": [
+            {
+                "filters": [
+                    {
+                        "name": "envoy.filters.network.tcp_proxy",
+                        "typed_config": {
+                            "@type": _TCP_PROXY,
+                            "stat_prefix": "port_forward",
+                            "cluster": cluster,
+                        },
+                    }
+                ]
+            }
+        ],
+    }
+
+
+def _port_forward_cluster(name: str, pods: list[Pod]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": "10s",
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [
+                {
+                    "lb_endpoints": [
+                        {
+                            "endpoint": {
+                                "address": {
+                                    "socket_address": {
+                                        "address": pod.address,
+                                        "port_value": pod.app_port,
+                                    }
+                                }
+                            }
+                        }
+                        for pod in pods
+                    ]
+                }
+            ],
+        },
+    }
