@@ -2,8 +2,10 @@
 
     istiolab bookinfo serve-all --reviews v3   Bookinfo without a mesh (same as python -m bookinfo)
     istiolab validate PATH... [--known PATH]   check YAML offline like the API server and istioctl
-    istiolab doctor                            check the prerequisites of the kind target
+    istiolab up | down | status                the sandbox mesh (the default target)
+    istiolab apply | get | delete | label | rollout    kubectl-shaped commands for the sandbox
     istiolab up|down --target kind             create or delete the kind cluster with Istio
+    istiolab doctor                            check the prerequisites of the kind target
     istiolab --version
 
 Each command lives in its own module under istiolab/commands/ with a `register(subparsers)`
@@ -22,7 +24,7 @@ from bookinfo import cli as bookinfo_cli
 from . import __version__
 from .errors import EXIT_OK, IstiolabError
 
-COMMAND_MODULES: tuple[str, ...] = ("cluster", "validate")
+COMMAND_MODULES: tuple[str, ...] = ("cluster", "resources", "validate")
 
 
 def build_parser() -> argparse.ArgumentParser:

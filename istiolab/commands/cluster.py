@@ -1,11 +1,13 @@
-"""`istiolab up`, `down` and `doctor` for the kind target.
+"""`istiolab up`, `down`, `status` and `doctor`, on either target.
 
-They run scripts/cluster-up.sh and scripts/cluster-down.sh, the same readable bash the docs show,
-so there is one implementation of every step and every prerequisite check, not two.
+    istiolab up [--gateway-port PORT]                the sandbox mesh (the default target)
+    istiolab up --target kind [--dry-run] [...]      a kind cluster with Istio and Bookinfo
+    istiolab down [--target kind]                    stop either
+    istiolab status                                  the sandbox's workloads, like kubectl get pods
+    istiolab doctor [--context NAME]                 the kind target's prerequisites, with fixes
 
-    istiolab doctor [--context NAME]                   check prerequisites, with a fix per failure
-    istiolab up --target kind [--dry-run] [...]        create the cluster with Istio and Bookinfo
-    istiolab down --target kind [--dry-run] [...]      delete it
+The kind target runs scripts/cluster-up.sh and scripts/cluster-down.sh, the same readable bash
+the docs show, so every step and every prerequisite check has one implementation.
 """
 
 from __future__ import annotations
@@ -13,11 +15,14 @@ from __future__ import annotations
 import argparse
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from ..errors import IstiolabError
+from ..sandbox import lifecycle
+from ..table import format_table
 
 SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
-TARGETS = ("kind",)
+TARGETS = ("sandbox", "kind")
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -27,28 +32,34 @@ def register(commands: argparse._SubParsersAction) -> None:
     _context_option(doctor)
     doctor.set_defaults(handler=_doctor)
 
-    up = commands.add_parser("up", help="start the mesh: a kind cluster with Istio and Bookinfo")
+    up = commands.add_parser("up", help="start the mesh (sandbox by default, or --target kind)")
     _target_option(up)
+    up.add_argument(
+        "--gateway-port", type=int, default=8080, help="sandbox: the ingress gateway's port"
+    )
     _context_option(up)
-    up.add_argument("--skip-images", action="store_true", help="do not build and load the images")
+    up.add_argument("--skip-images", action="store_true", help="kind: do not build the images")
     _common_script_options(up)
     up.set_defaults(handler=_up)
 
-    down = commands.add_parser("down", help="stop the mesh: delete the kind cluster")
+    down = commands.add_parser("down", help="stop the mesh and everything it started")
     _target_option(down)
     _context_option(down)
-    down.add_argument("--delete-downloads", action="store_true", help="also delete .bin/")
+    down.add_argument("--delete-downloads", action="store_true", help="kind: also delete .bin/")
     _common_script_options(down)
     down.set_defaults(handler=_down)
 
+    status = commands.add_parser("status", help="the sandbox's workloads and proxies")
+    status.set_defaults(handler=_status)
+
 
 def _target_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--target", choices=TARGETS, default="kind", help="where the mesh runs")
+    parser.add_argument("--target", choices=TARGETS, default="sandbox", help="where the mesh runs")
 
 
 def _context_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--context", help="an existing cluster's kubectl context instead of the course's kind one"
+        "--context", help="kind: an existing cluster's kubectl context instead of the course's"
     )
 
 
@@ -56,10 +67,12 @@ def _common_script_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--allow-other-context",
         action="store_true",
-        help="allow changing a context that is not the course's kind-istiolab",
+        help="kind: allow changing a context that is not the course's kind-istiolab",
     )
     parser.add_argument(
-        "--dry-run", action="store_true", help="print the commands that would change something"
+        "--dry-run",
+        action="store_true",
+        help="kind: print the commands that would change something",
     )
 
 
@@ -74,17 +87,59 @@ def _script_args(args: argparse.Namespace) -> list[str]:
 
 
 def _doctor(args: argparse.Namespace) -> int:
-    return run_script(
-        "cluster-up.sh", ["--check", *(["--context", args.context] * bool(args.context))]
-    )
+    return run_script("cluster-up.sh", ["--check", *_script_args(args)])
 
 
 def _up(args: argparse.Namespace) -> int:
-    return run_script("cluster-up.sh", _script_args(args))
+    if args.target == "kind":
+        return run_script("cluster-up.sh", _script_args(args))
+    _sandbox_only(args)
+    print("Starting the sandbox mesh (control plane, Bookinfo, proxies) ...", flush=True)
+    state = lifecycle.up(gateway_port=args.gateway_port)
+    print_status(state)
+    print(
+        f"\nproductpage: {state['port_forward']}/productpage (like kubectl port-forward); "
+        f"the ingress gateway listens on {state['gateway']} once a Gateway is applied."
+    )
+    return 0
 
 
 def _down(args: argparse.Namespace) -> int:
-    return run_script("cluster-down.sh", _script_args(args))
+    if args.target == "kind":
+        return run_script("cluster-down.sh", _script_args(args))
+    _sandbox_only(args)
+    lifecycle.down()
+    print("The sandbox is stopped: no process of it is left running.")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    print_status(lifecycle.status())
+    return 0
+
+
+def _sandbox_only(args: argparse.Namespace) -> None:
+    used = [flag for flag in _script_args(args)]
+    if used:
+        raise IstiolabError(
+            f"{' '.join(used)} only applies to --target kind",
+            fix="leave it out, or add --target kind",
+        )
+
+
+def print_status(state: dict[str, Any]) -> None:
+    rows = [
+        (
+            w["namespace"],
+            w["name"],
+            w["ready"],
+            w["restarts"],
+            "yes" if w["sidecar"] else "no",
+            ",".join(str(p) for p in [w["app_port"], *w["proxy_ports"]]),
+        )
+        for w in state["workloads"]
+    ]
+    print(format_table(("NAMESPACE", "NAME", "READY", "RESTARTS", "SIDECAR", "PORTS"), rows))
 
 
 def run_script(name: str, arguments: list[str]) -> int:
