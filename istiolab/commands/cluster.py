@@ -37,6 +37,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     up.add_argument(
         "--gateway-port", type=int, default=8080, help="sandbox: the ingress gateway's port"
     )
+    up.add_argument(
+        "--port-forward-port",
+        type=int,
+        default=9080,
+        help="sandbox: where productpage is forwarded to (like kubectl port-forward)",
+    )
     _context_option(up)
     up.add_argument("--skip-images", action="store_true", help="kind: do not build the images")
     _common_script_options(up)
@@ -95,7 +101,7 @@ def _up(args: argparse.Namespace) -> int:
         return run_script("cluster-up.sh", _script_args(args))
     _sandbox_only(args)
     print("Starting the sandbox mesh (control plane, Bookinfo, proxies) ...", flush=True)
-    state = lifecycle.up(gateway_port=args.gateway_port)
+    state = lifecycle.up(gateway_port=args.gateway_port, port_forward_port=args.port_forward_port)
     print_status(state)
     print(
         f"\nproductpage: {state['port_forward']}/productpage (like kubectl port-forward); "

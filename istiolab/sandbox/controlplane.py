@@ -43,12 +43,18 @@ GATEWAY = "istio-system.istio-ingressgateway"
 
 
 class ControlPlane:
-    def __init__(self, state_dir: Path, gateway_port: int = GATEWAY_PORT) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        gateway_port: int = GATEWAY_PORT,
+        port_forward_port: int = proxies.PORT_FORWARD_PORT,
+    ) -> None:
         self.state_dir = Path(state_dir)
         self.store = Store.load(self.state_dir / "resources")
         self.registry = Registry.load(self.state_dir / "registry")
         self.supervisor = Supervisor(self.state_dir / "processes")
         self.gateway_port = gateway_port
+        self.port_forward_port = port_forward_port
         self._lock = threading.RLock()
         ports = self.registry.ports
         self.kube_proxy_port = ports.port_of(f"{KUBE_PROXY}/listener") or ports.allocate(
@@ -110,7 +116,12 @@ class ControlPlane:
             push(
                 KUBE_PROXY,
                 self.kube_proxy_admin,
-                proxies.kube_proxy_config(mesh, self.kube_proxy_port, self._access_log(KUBE_PROXY)),
+                proxies.kube_proxy_config(
+                    mesh,
+                    self.kube_proxy_port,
+                    self._access_log(KUBE_PROXY),
+                    self.port_forward_port,
+                ),
                 "router~127.0.0.1~kube-proxy.kube-system~kube-system.svc.cluster.local",
             )
             push(
@@ -217,7 +228,7 @@ class ControlPlane:
         return {
             "workloads": workloads,
             "gateway": f"http://127.0.0.1:{self.gateway_port}",
-            "port_forward": "http://127.0.0.1:9080",
+            "port_forward": f"http://127.0.0.1:{self.port_forward_port}",
             "revision": self.store.revision,
         }
 

@@ -37,14 +37,22 @@ def control_plane_port(state_dir: Path = STATE_DIR) -> int | None:
         return None
 
 
-def up(gateway_port: int = 8080, state_dir: Path = STATE_DIR) -> dict[str, Any]:
+def up(
+    gateway_port: int = 8080,
+    port_forward_port: int = PORT_FORWARD_PORT,
+    state_dir: Path = STATE_DIR,
+) -> dict[str, Any]:
     """Start the sandbox (or find it running) and return its status once the mesh serves."""
     port = control_plane_port(state_dir)
     if port is not None:
         return api.call(port, "/status")
     for wanted, what, fix in (
         (gateway_port, "the ingress gateway", f"istiolab up --gateway-port {gateway_port + 100}"),
-        (PORT_FORWARD_PORT, "the port-forward to productpage", "stop what uses it"),
+        (
+            port_forward_port,
+            "the port-forward to productpage",
+            f"istiolab up --port-forward-port {port_forward_port + 100}",
+        ),
     ):
         _require_free(wanted, what, fix)
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -59,6 +67,8 @@ def up(gateway_port: int = 8080, state_dir: Path = STATE_DIR) -> dict[str, Any]:
                 str(state_dir),
                 "--gateway-port",
                 str(gateway_port),
+                "--port-forward-port",
+                str(port_forward_port),
             ],
             stdout=output,
             stderr=subprocess.STDOUT,

@@ -46,7 +46,9 @@ def gateway_config(mesh: Mesh, xds_dir: str | os.PathLike[str], access_log: str)
     )
 
 
-def kube_proxy_config(mesh: Mesh, port: int, access_log: str) -> ProxyConfig:
+def kube_proxy_config(
+    mesh: Mesh, port: int, access_log: str, port_forward_port: int = PORT_FORWARD_PORT
+) -> ProxyConfig:
     """The plain per-Service load balancer, and the port-forward to productpage."""
     forward_cluster = f"port-forward|{PORT_FORWARD_PORT}|{PORT_FORWARD_SERVICE}"
     forwarded = [
@@ -58,7 +60,7 @@ def kube_proxy_config(mesh: Mesh, port: int, access_log: str) -> ProxyConfig:
     return ProxyConfig(
         listeners=[
             listeners.kube_proxy_listener(mesh, port, access_log_path=access_log),
-            _port_forward_listener(forward_cluster),
+            _port_forward_listener(forward_cluster, port_forward_port),
         ],
         clusters=[
             *clusters.kube_proxy_clusters(mesh),
@@ -67,11 +69,11 @@ def kube_proxy_config(mesh: Mesh, port: int, access_log: str) -> ProxyConfig:
     )
 
 
-def _port_forward_listener(cluster: str) -> dict[str, Any]:
+def _port_forward_listener(cluster: str, port: int) -> dict[str, Any]:
     # A port-forward is a TCP tunnel straight to a pod's port, past its sidecar (as kubectl's is).
     return {
-        "name": f"port-forward_{PORT_FORWARD_PORT}",
-        "address": {"socket_address": {"address": "127.0.0.1", "port_value": PORT_FORWARD_PORT}},
+        "name": f"port-forward_{port}",
+        "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
         "filter_chains": [
             {
                 "filters": [
