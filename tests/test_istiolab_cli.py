@@ -31,7 +31,7 @@ def test_up_runs_cluster_up_with_the_same_flags():
 
 
 def test_down_runs_cluster_down():
-    result = istiolab("down", "--dry-run")
+    result = istiolab("down", "--target", "kind", "--dry-run")
     assert result.returncode == 0, result.stderr
 
 

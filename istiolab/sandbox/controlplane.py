@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -30,7 +31,7 @@ from .envoy import binary, bootstrap, xds_files
 from .model import Gateway, Pod
 from .registry import Registry
 from .store import Store, load_documents
-from .supervisor import ProcessSpec, Supervisor
+from .supervisor import BACKOFF, RUNNING, STARTING, ProcessSpec, Supervisor
 from .translate import proxies
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -93,6 +94,7 @@ class ControlPlane:
                 self.supervisor.remove(_app_name(pod))
                 if pod.sidecar:
                     self.supervisor.remove(_sidecar_name(pod))
+                    shutil.rmtree(self._xds_dir(_sidecar_name(pod)), ignore_errors=True)
             mesh = self.registry.mesh(self.store, self._gateway())
             version = str(time.time_ns())
             pending: list[tuple[envoy_admin.EnvoyAdmin, envoy_admin.ConfigState | None]] = []
@@ -151,7 +153,11 @@ class ControlPlane:
         return Gateway(port=self.gateway_port, admin_port=self.gateway_admin)
 
     def _running(self, name: str) -> bool:
-        return any(s.name == name and s.pid for s in self.supervisor.status())
+        """Managed and not given up on: running, starting, or waiting out a crash back-off."""
+        return any(
+            s.name == name and s.state in (STARTING, RUNNING, BACKOFF)
+            for s in self.supervisor.status()
+        )
 
     def _ensure_envoy(self, name: str, admin_port: int, node: str, xds_dir: Path) -> None:
         if self._running(name):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -25,6 +26,7 @@ STATE_DIR = Path(os.environ.get("ISTIOLAB_STATE_DIR", REPO_ROOT / ".istiolab"))
 START_TIMEOUT = 120.0
 STOP_TIMEOUT = 60.0
 PORT_FORWARD_PORT = 9080
+_STARTED: list[subprocess.Popen[bytes]] = []
 
 
 def control_plane_port(state_dir: Path = STATE_DIR) -> int | None:
@@ -75,6 +77,9 @@ def up(
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
+    # The control plane outlives this command; keep its Popen referenced so Python does not
+    # warn that it is still running when this process ends.
+    _STARTED.append(process)
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -102,9 +107,14 @@ def down(state_dir: Path = STATE_DIR) -> None:
         deadline = time.monotonic() + STOP_TIMEOUT
         while _alive(pid) and time.monotonic() < deadline:
             time.sleep(0.1)  # poll interval while it stops the processes
-    # Whatever is left (the control plane crashed, or did not finish): stop it by its records.
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)  # it did not stop in time; its processes are below
+            while _alive(pid):
+                time.sleep(0.05)
+    # Whatever is left (the control plane crashed, or did not finish): stop it by its records,
+    # without first restarting what died meanwhile.
     if (state_dir / "processes").exists():
-        Supervisor(state_dir / "processes").close(stop_processes=True)
+        Supervisor(state_dir / "processes", resume=False).close(stop_processes=True)
 
 
 def status(state_dir: Path = STATE_DIR) -> dict[str, Any]:
@@ -115,6 +125,9 @@ def status(state_dir: Path = STATE_DIR) -> dict[str, Any]:
 
 
 def _alive(pid: int) -> bool:
+    for process in _STARTED:  # started by this process: poll() also reaps it
+        if process.pid == pid:
+            return process.poll() is None
     try:
         os.kill(pid, 0)
     except OSError:

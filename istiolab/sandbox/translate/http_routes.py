@@ -24,7 +24,7 @@ This is istiod's BuildHTTPRoutesForVirtualService and TranslateRoute
 | redirect                      | redirect (path/host/scheme/port, response_code)               |
 | directResponse                | direct_response (status, body.inline_string/inline_bytes)     |
 | headers.request/response      | request/response_headers_to_add (append_action) and _remove   |
-| timeout, retries              | route.timeout (+ max_stream_duration), route.retry_policy     |
+| timeout, retries              | route.timeout, route.retry_policy                             |
 | fault                         | typed_per_filter_config["envoy.filters.http.fault"]           |
 | mirror(s), mirrorPercentage   | route.request_mirror_policies                                 |
 | match[].statPrefix            | stat_prefix                                                   |
@@ -286,7 +286,6 @@ def route_action(
         action["request_mirror_policies"] = mirrors
     if hashes:
         action["hash_policy"] = hashes
-    action["max_stream_duration"] = timeouts["max_stream_duration"]
     return _ordered_action(action)
 
 

@@ -155,8 +155,6 @@ def inbound_listener(
     route: dict[str, Any] = {
         "cluster": cluster,
         "timeout": "0s",
-        # Istio writes the deprecated max_grpc_timeout: 0s; this is its replacement.
-        "max_stream_duration": {"grpc_timeout_header_max": "0s"},
     }
     if not _is_grpc(service):
         route["retry_policy"] = {"retry_on": "reset-before-request", "num_retries": 2}

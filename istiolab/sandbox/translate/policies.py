@@ -4,8 +4,10 @@ Each function follows istiod (pilot/pkg/networking/core/route/route.go, route/re
 and writes Istio's defaults explicitly, since they differ from Envoy's:
 
 - timeout: unset means **disabled** (`timeout: 0s`; Envoy's own default is 15 s). istiod
-  mirrors the value into `max_grpc_timeout`, which Envoy 1.40 deprecates; the same meaning is
-  written here as `max_stream_duration.grpc_timeout_header_max`.
+  mirrors the value into `max_grpc_timeout`, which Envoy 1.40 deprecates. Its replacement,
+  `max_stream_duration.grpc_timeout_header_max`, is *not* written: on Envoy 1.40 a route that
+  has it ignores its `timeout` for plain HTTP requests (a 0.5 s timeout let a 2 s answer
+  through), and the sandbox serves no gRPC.
 - retries: unset means Istio's default policy (2 retries on connect-failure, refused-stream,
   unavailable, cancelled; since Istio 1.24 *not* on 503); `attempts: 0` means no retry policy.
 - fault: `percentage` missing means nothing is delayed or aborted.
@@ -78,9 +80,8 @@ GRPC_STATUS = {
 
 
 def timeout_fields(timeout: str | None) -> dict[str, Any]:
-    """RouteAction `timeout` and its gRPC twin: the VS timeout, or disabled."""
-    value = envoy_duration(timeout) if timeout else DISABLED_TIMEOUT
-    return {"timeout": value, "max_stream_duration": {"grpc_timeout_header_max": value}}
+    """RouteAction `timeout`: the VS timeout, or disabled."""
+    return {"timeout": envoy_duration(timeout) if timeout else DISABLED_TIMEOUT}
 
 
 def retry_policy(

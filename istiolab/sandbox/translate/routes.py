@@ -221,7 +221,6 @@ def default_route(
     }
     if hash_policy_ is not None:
         action["hash_policy"] = [dict(hash_policy_)]
-    action["max_stream_duration"] = timeouts["max_stream_duration"]
     return {
         "name": DEFAULT_ROUTE,
         "match": {"prefix": "/"},

@@ -1,0 +1,418 @@
+"""The sandbox end to end: istio.io's Bookinfo tasks, on real Envoy proxies, through real HTTP.
+
+One sandbox serves the whole module (starting one takes a few seconds); the tests run in file
+order on one xdist worker, each building on the state the previous one left, like a learner
+following the tasks. Every outcome asserted here is the one istio.io describes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from istiolab.errors import IstiolabError
+from istiolab.sandbox import lifecycle
+from istiolab.sandbox.envoy import binary, bootstrap, xds_files
+from live import HOST
+
+pytestmark = [pytest.mark.xdist_group("sandbox"), pytest.mark.sandbox]
+
+STAR = "glyphicon glyphicon-star"
+REVIEWS_ERROR = "Sorry, product reviews are currently unavailable for this book."
+RATINGS_ERROR = "Ratings service is currently unavailable"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        return probe.getsockname()[1]
+
+
+class Sandbox:
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        self.gateway_port = free_port()
+        self.forward_port = free_port()
+
+    def istiolab(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        result = subprocess.run(
+            [".venv/bin/istiolab" if Path(".venv/bin/istiolab").exists() else "istiolab", *args],
+            env={**os.environ, "ISTIOLAB_STATE_DIR": str(self.state_dir)},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if check:
+            assert result.returncode == 0, result.stdout + result.stderr
+        return result
+
+    def apply(self, yaml_text: str, name: str = "lab.yaml") -> str:
+        path = self.state_dir.parent / name
+        path.write_text(yaml_text)
+        return self.istiolab("apply", "-f", str(path)).stdout
+
+    def delete(self, yaml_text: str, name: str = "lab.yaml") -> None:
+        path = self.state_dir.parent / name
+        path.write_text(yaml_text)
+        self.istiolab("delete", "-f", str(path))
+
+    def page(self, session: requests.Session | None = None, via_gateway: bool = True) -> str:
+        port = self.gateway_port if via_gateway else self.forward_port
+        response = (session or requests).get(f"http://{HOST}:{port}/productpage", timeout=20)
+        assert response.status_code == 200
+        return response.text
+
+    def login(self, user: str = "jason") -> requests.Session:
+        session = requests.Session()
+        session.post(
+            f"http://{HOST}:{self.gateway_port}/login",
+            data={"username": user, "passwd": "x"},
+            allow_redirects=False,
+            timeout=10,
+        )
+        return session
+
+    def status(self) -> dict:
+        return lifecycle.status(self.state_dir)
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    root = tmp_path_factory.mktemp("sandbox")
+    box = Sandbox(root / "state")
+    lifecycle.up(box.gateway_port, box.forward_port, state_dir=box.state_dir)
+    try:
+        yield box
+    finally:
+        lifecycle.down(box.state_dir)
+
+
+def reviews_versions(sandbox: Sandbox, count: int, **kwargs) -> list[str]:
+    versions = []
+    for _ in range(count):
+        html = sandbox.page(**kwargs)
+        marker = html.split("Reviews served by: reviews-", 1)[1][:2] if "served by" in html else "?"
+        versions.append(marker)
+    return versions
+
+
+ALL_V1 = """
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  http:
+  - route:
+    - destination: {host: reviews, subset: v1}
+"""
+
+DESTINATION_RULES = """
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+  - {name: v3, labels: {version: v3}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: ratings}
+spec:
+  host: ratings
+  subsets:
+  - {name: v1, labels: {version: v1}}
+"""
+
+GATEWAY = """
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: bookinfo-gateway}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 8080, name: http, protocol: HTTP}
+    hosts: ["*"]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: bookinfo}
+spec:
+  hosts: ["*"]
+  gateways: [bookinfo-gateway]
+  http:
+  - match:
+    - uri: {exact: /productpage}
+    - uri: {prefix: /static}
+    - uri: {exact: /login}
+    - uri: {exact: /logout}
+    - uri: {prefix: /api/v1/products}
+    route:
+    - destination: {host: productpage, port: {number: 9080}}
+"""
+
+
+def test_stage_00_serves_the_page_with_every_reviews_version(sandbox: Sandbox) -> None:
+    seen = set(reviews_versions(sandbox, 30, via_gateway=False))
+    assert seen == {"v1", "v2", "v3"}
+    assert all(not w["sidecar"] for w in sandbox.status()["workloads"])
+    # No Gateway yet: the ingress gateway has no listener, as on a cluster.
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"http://{HOST}:{sandbox.gateway_port}/productpage", timeout=5)
+
+
+def test_without_sidecars_routing_rules_change_nothing(sandbox: Sandbox) -> None:
+    sandbox.apply(DESTINATION_RULES + "---" + ALL_V1, "rules.yaml")
+    seen = set(reviews_versions(sandbox, 30, via_gateway=False))
+    assert seen == {"v1", "v2", "v3"}  # kube-proxy balances over every pod, whatever Istio says
+
+
+def test_injection_takes_effect_when_pods_restart(sandbox: Sandbox) -> None:
+    sandbox.istiolab("label", "namespace", "default", "istio-injection=enabled")
+    assert all(not w["sidecar"] for w in sandbox.status()["workloads"])
+    sandbox.istiolab("rollout", "restart", "deployment")
+    workloads = sandbox.status()["workloads"]
+    assert len(workloads) == 6
+    assert all(w["sidecar"] and w["ready"] == "2/2" for w in workloads)
+
+
+def test_gateway_and_all_v1(sandbox: Sandbox) -> None:
+    out = sandbox.apply(GATEWAY, "gateway.yaml")
+    assert "gateway.networking.istio.io/bookinfo-gateway created" in out
+    assert "virtualservice.networking.istio.io/bookinfo created" in out
+    html = sandbox.page()
+    assert "<title>Simple Bookstore App</title>" in html
+    assert set(reviews_versions(sandbox, 20)) == {"v1"}
+    assert (
+        requests.get(f"http://{HOST}:{sandbox.gateway_port}/health", timeout=5).status_code == 404
+    )
+
+
+def test_jason_sees_v2_after_logging_in(sandbox: Sandbox) -> None:
+    sandbox.apply(
+        """
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  http:
+  - match:
+    - headers:
+        end-user: {exact: jason}
+    route:
+    - destination: {host: reviews, subset: v2}
+  - route:
+    - destination: {host: reviews, subset: v1}
+""",
+        "reviews.yaml",
+    )
+    jason = sandbox.login("jason")
+    for _ in range(5):
+        html = sandbox.page(jason)
+        assert html.count(STAR) == 9 and "color: black" in html
+    assert STAR not in sandbox.page()
+    assert STAR not in sandbox.page(sandbox.login("alice"))
+
+
+@pytest.mark.parametrize(("v3_weight", "low", "high"), [(50, 33, 67), (10, 1, 21)])
+def test_weighted_split_is_within_statistical_bounds(
+    sandbox: Sandbox, v3_weight: int, low: int, high: int
+) -> None:
+    sandbox.apply(
+        f"""
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: reviews}}
+spec:
+  hosts: [reviews]
+  http:
+  - route:
+    - destination: {{host: reviews, subset: v1}}
+      weight: {100 - v3_weight}
+    - destination: {{host: reviews, subset: v3}}
+      weight: {v3_weight}
+""",
+        "split.yaml",
+    )
+    # 100 pages; the bounds hold for a correct split with probability > 0.999.
+    red = sum("color: red" in sandbox.page() for _ in range(100))
+    assert low <= red <= high, f"{red} of 100 pages had red stars, expected {low}..{high}"
+
+
+FAULT = """
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: reviews}}
+spec:
+  hosts: [reviews]
+  http:
+  - match:
+    - headers:
+        end-user: {{exact: jason}}
+    route:
+    - destination: {{host: reviews, subset: v2}}
+  - route:
+    - destination: {{host: reviews, subset: v1}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: ratings}}
+spec:
+  hosts: [ratings]
+  http:
+  - match:
+    - headers:
+        end-user: {{exact: jason}}
+    fault:
+      {fault}
+    route:
+    - destination: {{host: ratings, subset: v1}}
+  - route:
+    - destination: {{host: ratings, subset: v1}}
+"""
+
+
+@pytest.mark.slow
+def test_a_7s_delay_on_ratings_empties_jasons_reviews_after_6s(sandbox: Sandbox) -> None:
+    sandbox.apply(
+        FAULT.format(fault="delay: {percentage: {value: 100.0}, fixedDelay: 7s}"), "fault.yaml"
+    )
+    jason = sandbox.login("jason")
+    started = time.monotonic()
+    html = sandbox.page(jason)
+    elapsed = time.monotonic() - started
+    assert REVIEWS_ERROR in html
+    assert 5.5 <= elapsed < 8.0
+    assert REVIEWS_ERROR not in sandbox.page()  # others never see the delay
+
+
+def test_an_abort_on_ratings_shows_ratings_unavailable_to_jason(sandbox: Sandbox) -> None:
+    sandbox.apply(
+        FAULT.format(fault="abort: {percentage: {value: 100.0}, httpStatus: 500}"), "fault.yaml"
+    )
+    started = time.monotonic()
+    html = sandbox.page(sandbox.login("jason"))
+    assert html.count(RATINGS_ERROR) == 2
+    assert time.monotonic() - started < 2.0
+    assert RATINGS_ERROR not in sandbox.page()
+
+
+@pytest.mark.slow
+def test_a_half_second_timeout_on_reviews_fails_after_about_1s(sandbox: Sandbox) -> None:
+    sandbox.apply(
+        """
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  http:
+  - route:
+    - destination: {host: reviews, subset: v2}
+    timeout: 0.5s
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: ratings}
+spec:
+  hosts: [ratings]
+  http:
+  - fault:
+      delay: {percentage: {value: 100.0}, fixedDelay: 2s}
+    route:
+    - destination: {host: ratings, subset: v1}
+""",
+        "fault.yaml",
+    )
+    started = time.monotonic()
+    html = sandbox.page()
+    elapsed = time.monotonic() - started
+    assert REVIEWS_ERROR in html
+    assert 0.9 <= elapsed < 2.5  # 0.5 s x productpage's two attempts
+
+
+def test_an_invalid_apply_changes_nothing(sandbox: Sandbox, tmp_path: Path) -> None:
+    before = sandbox.istiolab("get", "vs", "reviews", "-o", "json").stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(ALL_V1.replace("subset: v1", "subset: v9"))
+    result = sandbox.istiolab("apply", "-f", str(bad), check=False)
+    assert result.returncode == 1
+    assert "IST0101" in result.stderr and "v9" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert sandbox.istiolab("get", "vs", "reviews", "-o", "json").stdout == before
+    assert REVIEWS_ERROR in sandbox.page()  # still the 0.5 s timeout of the previous test
+
+
+def test_every_generated_envoy_configuration_validates(sandbox: Sandbox, tmp_path: Path) -> None:
+    proxies = sorted(p for p in (sandbox.state_dir / "xds").iterdir() if p.is_dir())
+    assert len(proxies) == 8  # six sidecars, the gateway, the kube-proxy stand-in
+    for proxy in proxies:
+        base = json.loads((proxy / "bootstrap.json").read_text())
+        files = {path.name: xds_files.read(path) for path in proxy.glob("*.json")}
+        config = bootstrap.static_bootstrap(
+            base,
+            listeners=files["lds.json"]["resources"],
+            clusters=files["cds.json"]["resources"],
+            route_configs=[
+                files[name]["resources"][0] for name in files if name.startswith("rds_")
+            ],
+        )
+        # Validate mode binds nothing, but give it ports of its own anyway.
+        config["admin"]["address"]["socket_address"]["port_value"] = free_port()
+        path = tmp_path / f"{proxy.name}.json"
+        path.write_text(json.dumps(config))
+        ok, output = binary.validate(path)
+        assert ok, f"{proxy.name}: {output}"
+        assert "deprecated" not in output.lower(), f"{proxy.name}: {output}"
+
+
+def test_a_killed_app_is_restarted(sandbox: Sandbox) -> None:
+    processes = json.loads((sandbox.state_dir / "processes" / "processes.json").read_text())
+    ratings = next(
+        p
+        for p in processes["processes"]
+        if ".ratings-v1-" in p["name"] and "istio-proxy" not in p["name"]
+    )
+    os.kill(ratings["pid"], signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        workload = next(w for w in sandbox.status()["workloads"] if "ratings" in w["name"])
+        if workload["restarts"] >= 1 and workload["ready"] == "2/2":
+            break
+        time.sleep(0.2)  # poll interval while the supervisor restarts it
+    assert workload["restarts"] >= 1 and workload["ready"] == "2/2"
+
+
+def test_down_leaves_no_process_and_no_port(sandbox: Sandbox) -> None:
+    processes = json.loads((sandbox.state_dir / "processes" / "processes.json").read_text())
+    pids = [p["pid"] for p in processes["processes"] if p.get("pid")]
+    assert pids
+    lifecycle.down(sandbox.state_dir)
+    for pid in pids:
+        assert not Path(f"/proc/{pid}").exists() or _zombie(pid), f"process {pid} still runs"
+    for port in (sandbox.gateway_port, sandbox.forward_port):
+        with socket.socket() as probe, pytest.raises(OSError):
+            probe.connect((HOST, port))
+    with pytest.raises(IstiolabError, match="not running"):
+        lifecycle.status(sandbox.state_dir)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z")
+    except OSError:
+        return True
