@@ -19,9 +19,10 @@ main() {
   .venv/bin/ruff format --check .
 
   echo "==> pytest"
-  # Tests mostly wait on sockets and timeouts, so more workers than cores pays off. loadgroup
-  # keeps tests marked xdist_group (the browser tests) on one worker, sharing one Chromium.
-  .venv/bin/python -m pytest -n "${PYTEST_WORKERS:-4}" --dist loadgroup "$@"
+  # Tests mostly wait on sockets and timeouts, so more workers than cores pays off. loadfile
+  # keeps each test file on one worker, in order: the sandbox's end-to-end tests build on each
+  # other like the steps of a task, and share one sandbox.
+  .venv/bin/python -m pytest -n "${PYTEST_WORKERS:-4}" --dist loadfile "$@"
 }
 
 main "$@"

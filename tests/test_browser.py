@@ -29,8 +29,8 @@ from live import HOST
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, ConsoleMessage, Page, Request, Response
 
-# One worker runs them all under `pytest -n N --dist loadgroup`: one Chromium, not N.
-pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
+# With `--dist loadfile` (scripts/test.sh) one worker runs them all: one Chromium, not N.
+pytestmark = pytest.mark.browser
 
 
 def chromium_binary() -> str | None:

@@ -1,8 +1,9 @@
 """The sandbox end to end: istio.io's Bookinfo tasks, on real Envoy proxies, through real HTTP.
 
 One sandbox serves the whole module (starting one takes a few seconds); the tests run in file
-order on one xdist worker, each building on the state the previous one left, like a learner
-following the tasks. Every outcome asserted here is the one istio.io describes.
+order (scripts/test.sh runs pytest with --dist loadfile), each building on the state the
+previous one left, like a learner following the tasks. Every outcome asserted here is the one
+istio.io describes.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from istiolab.sandbox import lifecycle
 from istiolab.sandbox.envoy import binary, bootstrap, xds_files
 from live import HOST
 
-pytestmark = [pytest.mark.xdist_group("sandbox"), pytest.mark.sandbox]
+pytestmark = pytest.mark.sandbox
 
 STAR = "glyphicon glyphicon-star"
 REVIEWS_ERROR = "Sorry, product reviews are currently unavailable for this book."
