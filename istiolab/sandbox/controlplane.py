@@ -296,8 +296,48 @@ class ControlPlane:
             self.sync()
             return lines
 
+    def proxies(self, _: dict[str, Any]) -> list[dict[str, Any]]:
+        """Every proxy and pod with where to reach it and where its logs are, for the CLI's
+        proxy-config and logs commands and for the sandbox target."""
+        logs = self.state_dir / "logs"
+        entries: list[dict[str, Any]] = [
+            {
+                "name": "istio-ingressgateway",
+                "namespace": "istio-system",
+                "kind": "gateway",
+                "labels": dict(self._gateway().labels),
+                "admin_port": self.gateway_admin,
+                "listen_port": self.gateway_port,
+                "access_log": self._access_log(GATEWAY),
+                "envoy_log": str(self._log(GATEWAY + ".envoy")),
+            }
+        ]
+        for pod in self.registry.pods:
+            entry: dict[str, Any] = {
+                "name": pod.name,
+                "namespace": pod.namespace,
+                "kind": "pod",
+                "labels": dict(pod.labels),
+                "service_account": pod.service_account,
+                "app_port": pod.app_port,
+                "endpoint_port": pod.endpoint_port,
+                "app_log": str(logs / f"{_app_name(pod)}.log"),
+            }
+            if pod.sidecar:
+                name = _sidecar_name(pod)
+                entry.update(
+                    admin_port=pod.sidecar.admin_port,
+                    outbound_port=pod.sidecar.outbound_port,
+                    inbound_port=pod.sidecar.inbound_port,
+                    access_log=self._access_log(name),
+                    envoy_log=str(self._log(name + ".envoy")),
+                )
+            entries.append(entry)
+        return entries
+
     def routes(self) -> dict[str, Any]:
         return {
+            "/proxies": self.proxies,
             "/status": self.status,
             "/apply": self.apply,
             "/delete": self.delete,
