@@ -15,6 +15,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -396,6 +397,123 @@ def test_a_killed_app_is_restarted(sandbox: Sandbox) -> None:
             break
         time.sleep(0.2)  # poll interval while the supervisor restarts it
     assert workload["restarts"] >= 1 and workload["ready"] == "2/2"
+
+
+def _proxy(sandbox: Sandbox, prefix: str) -> dict:
+    from istiolab.sandbox import api
+
+    proxies = api.call(lifecycle.control_plane_port(sandbox.state_dir), "/proxies")
+    return next(p for p in proxies if p["name"].startswith(prefix))
+
+
+def _via_sidecar(proxy: dict, url: str, timeout: float = 20) -> requests.Response:
+    """A request as that pod's app sends it: through its sidecar, as an HTTP proxy."""
+    outbound = f"http://{HOST}:{proxy['outbound_port']}"
+    return requests.get(url, proxies={"http": outbound}, timeout=timeout)
+
+
+def test_a_killed_sidecar_is_restarted(sandbox: Sandbox) -> None:
+    processes = json.loads((sandbox.state_dir / "processes" / "processes.json").read_text())
+    sidecar = next(
+        p
+        for p in processes["processes"]
+        if ".details-v1-" in p["name"] and "istio-proxy" in p["name"]
+    )
+    os.kill(sidecar["pid"], signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        workload = next(w for w in sandbox.status()["workloads"] if "details" in w["name"])
+        if workload["restarts"] >= 1 and workload["ready"] == "2/2":
+            break
+        time.sleep(0.2)  # poll interval while the supervisor restarts it
+    assert workload["restarts"] >= 1 and workload["ready"] == "2/2"
+    assert "Book Details" in sandbox.page()
+
+
+def test_a_connection_pool_of_one_overflows_with_uo(sandbox: Sandbox) -> None:
+    # ratings answers after 2 s (an earlier test's fault) and reviews calls time out after 0.5 s
+    # (504): while one is pending, the others overflow the pool of one (503, flag UO).
+    sandbox.apply(
+        """
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+  trafficPolicy:
+    connectionPool:
+      tcp: {maxConnections: 1}
+      http: {http1MaxPendingRequests: 1, maxRequestsPerConnection: 1}
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+  - {name: v3, labels: {version: v3}}
+""",
+        "pool.yaml",
+    )
+    productpage = _proxy(sandbox, "productpage-v1")
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        codes = list(
+            pool.map(
+                lambda _: _via_sidecar(productpage, "http://reviews:9080/reviews/0").status_code,
+                range(8),
+            )
+        )
+    assert codes.count(503) >= 4 and any(code != 503 for code in codes), codes
+    log = Path(productpage["access_log"]).read_text()
+    assert '" 503 UO ' in log  # Envoy's response flag for upstream overflow
+
+
+def test_outlier_detection_ejects_a_failing_endpoint(sandbox: Sandbox) -> None:
+    sandbox.apply(
+        """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: ratings-v-faulty, labels: {app: ratings, version: v-faulty}}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: ratings, version: v-faulty}}
+  template:
+    metadata: {labels: {app: ratings, version: v-faulty}}
+    spec:
+      serviceAccountName: bookinfo-ratings
+      containers:
+      - name: ratings
+        image: istiolab/examples-bookinfo-ratings-v-faulty:0.1.0
+        ports: [{containerPort: 9080}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: ratings}
+spec:
+  hosts: [ratings]
+  http:
+  - route:
+    - destination: {host: ratings}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: ratings}
+spec:
+  host: ratings
+  trafficPolicy:
+    loadBalancer: {simple: ROUND_ROBIN}
+    outlierDetection:
+      consecutive5xxErrors: 1
+      interval: 1s
+      baseEjectionTime: 3m
+      maxEjectionPercent: 100
+  subsets:
+  - {name: v1, labels: {version: v1}}
+""",
+        "outlier.yaml",
+    )
+    reviews = _proxy(sandbox, "reviews-v2")
+    codes = [_via_sidecar(reviews, "http://ratings:9080/ratings/0").status_code for _ in range(40)]
+    # v-faulty answers 503 half of the time; its first 503 ejects it, then only v1 answers.
+    first_failure = codes.index(503) if 503 in codes else len(codes)
+    assert first_failure < 30, codes
+    assert set(codes[first_failure + 1 :]) == {200}, codes
 
 
 def test_down_leaves_no_process_and_no_port(sandbox: Sandbox) -> None:
