@@ -55,12 +55,15 @@ class ApiServer:
         self._server = ThreadingHTTPServer((HOST, port), RequestHandler)
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
+        self._serving = False
 
     def serve_in_background(self) -> None:
         threading.Thread(target=self._server.serve_forever, args=(0.1,), daemon=True).start()
+        self._serving = True
 
     def close(self) -> None:
-        self._server.shutdown()
+        if self._serving:  # shutdown() waits for serve_forever, which must have started
+            self._server.shutdown()
         self._server.server_close()
 
 

@@ -19,6 +19,7 @@ from typing import Any
 from ..errors import IstiolabError
 from . import api
 from .daemon import INFO_FILE
+from .processes import records
 from .supervisor import Supervisor
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -33,8 +34,8 @@ def control_plane_port(state_dir: Path = STATE_DIR) -> int | None:
     """The running control plane's API port, or None when none is running."""
     try:
         info = json.loads((state_dir / INFO_FILE).read_text())
-        os.kill(int(info["pid"]), 0)
-        return int(info["api_port"])
+        alive = _alive(int(info["pid"]))
+        return int(info["api_port"]) if alive else None
     except (OSError, ValueError, KeyError):
         return None
 
@@ -47,16 +48,21 @@ def up(
     """Start the sandbox (or find it running) and return its status once the mesh serves."""
     port = control_plane_port(state_dir)
     if port is not None:
-        return api.call(port, "/status")
-    for wanted, what, fix in (
-        (gateway_port, "the ingress gateway", f"istiolab up --gateway-port {gateway_port + 100}"),
-        (
+        try:
+            return api.call(port, "/status")
+        except api.ControlPlaneUnreachable:
+            pass  # its pid now belongs to another process: start a new control plane
+    # After a control-plane crash the gateway and port-forward still run (they are adopted
+    # below), so their ports are only checked when nothing of the sandbox runs.
+    if not _leftovers(state_dir):
+        _require_free(
+            gateway_port, "the ingress gateway", f"istiolab up --gateway-port {gateway_port + 100}"
+        )
+        _require_free(
             port_forward_port,
             "the port-forward to productpage",
             f"istiolab up --port-forward-port {port_forward_port + 100}",
-        ),
-    ):
-        _require_free(wanted, what, fix)
+        )
     state_dir.mkdir(parents=True, exist_ok=True)
     log = state_dir / "logs" / "controlplane.log"
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -92,7 +98,11 @@ def up(
         if port is not None:
             return api.call(port, "/status")
         time.sleep(0.2)  # poll interval while the mesh starts
-    process.terminate()
+    # It never became ready: stop it, and whatever it started, rather than leave them running.
+    process.kill()
+    process.wait()
+    if (state_dir / "processes").exists():
+        Supervisor(state_dir / "processes", resume=False).close(stop_processes=True)
     raise IstiolabError(
         f"the sandbox did not start within {START_TIMEOUT:.0f} s", fix=f"read {log}"
     )
@@ -122,6 +132,15 @@ def status(state_dir: Path = STATE_DIR) -> dict[str, Any]:
     if port is None:
         raise IstiolabError("the sandbox is not running", fix="istiolab up")
     return api.call(port, "/status")
+
+
+def _leftovers(state_dir: Path) -> bool:
+    """Whether processes of this sandbox still run (its control plane crashed)."""
+    try:
+        processes = records.load(state_dir / "processes")
+    except (OSError, ValueError):
+        return False
+    return any(p.get("pid") and _alive(int(p["pid"])) for p in processes)
 
 
 def _alive(pid: int) -> bool:

@@ -49,6 +49,7 @@ import socket
 import sys
 import threading
 import uuid
+import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -549,7 +550,11 @@ class PortAllocator:
         self.first, self.last, self.host = first, last, host
         self._file = Path(state_dir) / PORTS_FILE if state_dir is not None else None
         self._owners: dict[str, int] = {}
-        self._next = first
+        # Where a new state directory starts handing out ports: a point of the range chosen by
+        # its path, so two sandboxes (say, a learner's and the test suite's) starting at the same
+        # moment do not both probe, find free and take the same ports.
+        span = last - first + 1
+        self._next = first + zlib.crc32(str(state_dir).encode()) % span if state_dir else first
         state = read_state_json(self._file, STATE_FORMAT) if self._file else None
         if state is not None:
             self._owners = {str(k): int(v) for k, v in state.get("owners", {}).items()}

@@ -516,6 +516,23 @@ spec:
     assert set(codes[first_failure + 1 :]) == {200}, codes
 
 
+def test_up_after_a_control_plane_crash_resumes(sandbox: Sandbox) -> None:
+    before = {w["name"] for w in sandbox.status()["workloads"]}
+    info = json.loads((sandbox.state_dir / "controlplane.json").read_text())
+    os.kill(info["pid"], signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while lifecycle.control_plane_port(sandbox.state_dir) is not None:
+        assert time.monotonic() < deadline, "the killed control plane still looks alive"
+        time.sleep(0.05)  # poll interval while the kernel reaps it
+    # The mesh keeps serving without its control plane, as proxies do without istiod.
+    assert "Book Details" in sandbox.page()
+    lifecycle.up(sandbox.gateway_port, sandbox.forward_port, state_dir=sandbox.state_dir)
+    after = sandbox.status()["workloads"]
+    assert {w["name"] for w in after} == before  # the same pods, adopted, not recreated
+    assert all(w["ready"] == "2/2" for w in after if w["name"] in before)
+    assert "Book Details" in sandbox.page()
+
+
 def test_down_leaves_no_process_and_no_port(sandbox: Sandbox) -> None:
     processes = json.loads((sandbox.state_dir / "processes" / "processes.json").read_text())
     pids = [p["pid"] for p in processes["processes"] if p.get("pid")]
