@@ -29,7 +29,7 @@ from ..validation import format_report
 from .envoy import admin as envoy_admin
 from .envoy import binary, bootstrap, xds_files
 from .model import Gateway, Pod
-from .registry import Registry
+from .registry import PortAllocator, Registry
 from .store import Store, load_documents
 from .supervisor import BACKOFF, RUNNING, STARTING, ProcessSpec, Supervisor
 from .translate import proxies
@@ -40,6 +40,7 @@ GATEWAY_PORT = 8080
 ACK_TIMEOUT = 20.0
 READY_TIMEOUT = 60.0
 KUBE_PROXY = "kube-proxy"
+INFRA_PORT_RANGE = (25000, 25999)  # the pods' ports are the registry's, 20000-24999
 GATEWAY = "istio-system.istio-ingressgateway"
 
 
@@ -57,7 +58,10 @@ class ControlPlane:
         self.gateway_port = gateway_port
         self.port_forward_port = port_forward_port
         self._lock = threading.RLock()
-        ports = self.registry.ports
+        # The gateway's and kube-proxy's own ports, kept apart from the pods' (the registry frees
+        # any port that no pod owns) and persisted, so a restarted control plane finds the
+        # proxies it adopts where they listen.
+        ports = PortAllocator(*INFRA_PORT_RANGE, state_dir=self.state_dir / "infra")
         self.kube_proxy_port = ports.port_of(f"{KUBE_PROXY}/listener") or ports.allocate(
             f"{KUBE_PROXY}/listener"
         )

@@ -414,6 +414,13 @@ spec:
 """
 
 
+SECTIONS = {
+    "listeners": "ListenersConfigDump",
+    "routes": "RoutesConfigDump",
+    "clusters": "ClustersConfigDump",
+}
+
+
 @dataclass
 class Recorded:
     """What productpage's sidecar and the gateway answered, recorded once."""
@@ -430,7 +437,7 @@ def recorded(sandbox: Sandbox) -> Recorded:
     sections: dict[str, dict[str, Any]] = {}
     for who, prefix in (("productpage", "productpage-v1"), ("gateway", "istio-ingressgateway")):
         dump = EnvoyAdmin(sandbox.proxy(prefix)["admin_port"]).config_dump()
-        for what, section_type in proxies._SECTION_TYPES.items():
+        for what, section_type in SECTIONS.items():
             sections[f"{who}.{what}"] = next(
                 c for c in dump["configs"] if c["@type"].endswith("." + section_type)
             )
