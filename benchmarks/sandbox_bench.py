@@ -50,7 +50,7 @@ from typing import Any
 
 from istiolab.errors import IstiolabError
 from istiolab.sandbox import api, lifecycle
-from istiolab.sandbox.daemon import INFO_FILE
+from istiolab.sandbox.api import INFO_FILE
 from istiolab.sandbox.envoy import binary
 from istiolab.sandbox.supervisor import describe_exit
 

@@ -19,8 +19,6 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from bookinfo import cli as bookinfo_cli
-
 from . import __version__
 from .errors import EXIT_OK, IstiolabError
 
@@ -45,6 +43,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # `istiolab bookinfo ...` hands everything after it to Bookinfo's own command line.
     if argv[:1] == ["bookinfo"]:
+        from bookinfo import cli as bookinfo_cli  # Flask and gunicorn: only when needed
+
         return bookinfo_cli.main(argv[1:], prog="istiolab bookinfo")
     args = build_parser().parse_args(argv)
     try:

@@ -18,6 +18,8 @@ from typing import Any
 from ..errors import IstiolabError
 
 HOST = "127.0.0.1"
+# Written by the running control plane into its state directory: its pid and API port.
+INFO_FILE = "controlplane.json"
 
 Handler = Callable[[dict[str, Any]], Any]
 

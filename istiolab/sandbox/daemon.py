@@ -16,10 +16,8 @@ import traceback
 from pathlib import Path
 
 from ..errors import IstiolabError
-from .api import ApiServer
+from .api import INFO_FILE, ApiServer
 from .controlplane import ControlPlane
-
-INFO_FILE = "controlplane.json"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,7 +18,7 @@ from typing import Any
 
 from ..errors import IstiolabError
 from . import api
-from .daemon import INFO_FILE
+from .api import INFO_FILE
 from .processes import records
 from .supervisor import Supervisor
 
