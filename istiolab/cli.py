@@ -4,6 +4,7 @@
     istiolab validate PATH... [--known PATH]   check YAML offline like the API server and istioctl
     istiolab up | down | status                the sandbox mesh (the default target)
     istiolab apply | get | delete | label | rollout    kubectl-shaped commands for the sandbox
+    istiolab proxy-config | logs | analyze     istioctl-shaped commands for the sandbox
     istiolab up|down --target kind             create or delete the kind cluster with Istio
     istiolab doctor                            check the prerequisites of the kind target
     istiolab --version
@@ -22,7 +23,7 @@ from collections.abc import Sequence
 from . import __version__
 from .errors import EXIT_OK, IstiolabError
 
-COMMAND_MODULES: tuple[str, ...] = ("cluster", "resources", "validate")
+COMMAND_MODULES: tuple[str, ...] = ("cluster", "resources", "proxies", "analyze", "validate")
 
 
 def build_parser() -> argparse.ArgumentParser:
