@@ -386,8 +386,15 @@ def istiolab_help(*words: str) -> subprocess.CompletedProcess[str]:
 def istiolab_commands() -> frozenset[str]:
     result = istiolab_help()
     assert result.returncode == 0, result.stderr
-    # argparse lists each command on its own line, indented by four spaces.
-    return frozenset(re.findall(r"(?m)^ {4}([a-z][\w-]*)(?: {2,}|$)", result.stdout))
+    # argparse lists each command on its own line, indented by four spaces, with its aliases in
+    # parentheses: "    proxy-config (pc)".
+    names = set()
+    for name, aliases in re.findall(
+        r"(?m)^ {4}([a-z][\w-]*)(?: \(([\w, -]+)\))?(?: {2,}|$)", result.stdout
+    ):
+        names.add(name)
+        names.update(alias.strip() for alias in aliases.split(",") if alias.strip())
+    return frozenset(names)
 
 
 @cache
