@@ -141,11 +141,13 @@ def print_status(state: dict[str, Any]) -> None:
             w["ready"],
             w["restarts"],
             "yes" if w["sidecar"] else "no",
+            w.get("config", "-"),
             ",".join(str(p) for p in [w["app_port"], *w["proxy_ports"]]),
         )
         for w in state["workloads"]
     ]
-    print(format_table(("NAMESPACE", "NAME", "READY", "RESTARTS", "SIDECAR", "PORTS"), rows))
+    header = ("NAMESPACE", "NAME", "READY", "RESTARTS", "SIDECAR", "CONFIG", "PORTS")
+    print(format_table(header, rows))
 
 
 def run_script(name: str, arguments: list[str]) -> int:

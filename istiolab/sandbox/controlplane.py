@@ -58,6 +58,7 @@ class ControlPlane:
         self.gateway_port = gateway_port
         self.port_forward_port = port_forward_port
         self._lock = threading.RLock()
+        self.version = ""  # of the configuration last written to every proxy
         # The gateway's and kube-proxy's own ports, kept apart from the pods' (the registry frees
         # any port that no pod owns) and persisted, so a restarted control plane finds the
         # proxies it adopts where they listen.
@@ -100,7 +101,7 @@ class ControlPlane:
                     self.supervisor.remove(_sidecar_name(pod))
                     shutil.rmtree(self._xds_dir(_sidecar_name(pod)), ignore_errors=True)
             mesh = self.registry.mesh(self.store, self._gateway())
-            version = str(time.time_ns())
+            version = self.version = str(time.time_ns())
             pending: list[tuple[envoy_admin.EnvoyAdmin, envoy_admin.ConfigState | None]] = []
 
             def push(name: str, admin_port: int, config: proxies.ProxyConfig, node: str) -> None:
@@ -233,6 +234,7 @@ class ControlPlane:
                     "proxy_ports": [pod.sidecar.inbound_port, pod.sidecar.outbound_port]
                     if pod.sidecar
                     else [],
+                    "config": self._config_state(pod),
                 }
             )
         return {
@@ -241,6 +243,16 @@ class ControlPlane:
             "port_forward": f"http://127.0.0.1:{self.port_forward_port}",
             "revision": self.store.revision,
         }
+
+    def _config_state(self, pod: Pod) -> str:
+        """Like istioctl proxy-status: SYNCED when the sidecar runs the latest configuration."""
+        if pod.sidecar is None:
+            return "-"
+        admin = envoy_admin.EnvoyAdmin(pod.sidecar.admin_port, timeout=1.0)
+        try:
+            return "SYNCED" if admin.applied_versions().all_at(self.version) else "STALE"
+        except envoy_admin.AdminUnavailable:
+            return "NOT RUNNING"
 
     def apply(self, body: dict[str, Any]) -> list[str]:
         documents = load_documents(
