@@ -55,6 +55,11 @@ from istiolab.sandbox.envoy import binary
 from istiolab.sandbox.supervisor import describe_exit
 
 ROOT = Path(__file__).resolve().parent.parent
+# The Bookinfo resources the tests apply live in tests/bookinfo_samples.py (pure data, no pytest):
+# the benchmark applies the very same YAML rather than a copy that could drift from it.
+sys.path.insert(0, str(ROOT / "tests"))
+from bookinfo_samples import BOOKINFO_GATEWAY, REVIEWS_SUBSETS, virtual_service_to  # noqa: E402
+
 RESULTS_DIR = ROOT / "benchmarks" / "results"
 HOST = "127.0.0.1"
 
@@ -76,50 +81,8 @@ GOAL_MEMORY_MB = 600.0
 STAR = "glyphicon glyphicon-star"
 SERVED_BY = "Reviews served by: reviews-"
 
-DESTINATION_RULE_AND_GATEWAY = """\
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: reviews}
-spec:
-  host: reviews
-  subsets:
-  - {name: v1, labels: {version: v1}}
-  - {name: v2, labels: {version: v2}}
-  - {name: v3, labels: {version: v3}}
----
-apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: {name: bookinfo-gateway}
-spec:
-  selector: {istio: ingressgateway}
-  servers:
-  - port: {number: 8080, name: http, protocol: HTTP}
-    hosts: ["*"]
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: bookinfo}
-spec:
-  hosts: ["*"]
-  gateways: [bookinfo-gateway]
-  http:
-  - match:
-    - uri: {exact: /productpage}
-    - uri: {prefix: /static}
-    route:
-    - destination: {host: productpage, port: {number: 9080}}
-"""
-
-REVIEWS_TO = """\
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {{name: reviews}}
-spec:
-  hosts: [reviews]
-  http:
-  - route:
-    - destination: {{host: reviews, subset: {version}}}
-"""
+# The reviews subsets and Istio's bookinfo-gateway.yaml, as the tests apply them.
+DESTINATION_RULE_AND_GATEWAY = REVIEWS_SUBSETS + "---" + BOOKINFO_GATEWAY
 
 
 class BenchmarkError(Exception):
@@ -493,7 +456,7 @@ def apply_to_traffic(box: Sandbox, work: Path, applies: int) -> dict[str, Any]:
     files = {}
     for version in ("v1", "v3"):
         files[version] = work / f"reviews-{version}.yaml"
-        files[version].write_text(REVIEWS_TO.format(version=version))
+        files[version].write_text(virtual_service_to("reviews", version))
     client = KeepAlive(box.gateway_port)
     try:
         box.run_cli("apply", "-f", str(files["v3"]))  # creates the VirtualService, untimed

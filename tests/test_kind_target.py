@@ -41,6 +41,7 @@ import pytest
 
 from istiolab.errors import IstiolabError
 from istiolab.targets import TargetUnavailable
+from istiolab.targets.http import http_request
 from istiolab.targets.kind import KindTarget
 from istiolab.targets.kind.clients import (
     client_token,
@@ -50,7 +51,6 @@ from istiolab.targets.kind.clients import (
     qualify_url,
     remote_exit_code,
 )
-from istiolab.targets.kind.http_request import http_request
 from istiolab.targets.kind.layout import CLIENTS_DIR
 from istiolab.targets.kind.port_forward import port_forward
 from istiolab.targets.kind.proxy_status import parse_proxy_status_json, parse_proxy_status_table

@@ -1,7 +1,7 @@
 """Offline validation (istiolab.validation and `istiolab validate`).
 
-Every finding code has a case that triggers it; Istio's own Bookinfo routing samples, written out
-here from their description, validate clean against a base Bookinfo; and every YAML file the
+Every finding code has a case that triggers it; Istio's own Bookinfo routing samples (written out
+in tests/bookinfo_samples.py) validate clean against a base Bookinfo; and every YAML file the
 repository ships under manifests/ (and labs/, once it exists) passes the command.
 """
 
@@ -18,6 +18,16 @@ from pathlib import Path
 
 import pytest
 
+from bookinfo_samples import (
+    BOOKINFO,
+    BOOKINFO_GATEWAY,
+    DESTINATION_RULE_ALL,
+    RATINGS_TEST_DELAY,
+    REVIEWS_50_V3,
+    REVIEWS_SUBSETS,
+    REVIEWS_TEST_V2,
+    VIRTUAL_SERVICE_ALL_V1,
+)
 from istiolab import cli
 from istiolab.commands import validate as validate_command
 from istiolab.errors import IstiolabError
@@ -28,6 +38,7 @@ from istiolab.validation import (
     Severity,
     format_report,
     load_text,
+    schemas,
     validate_documents,
     validate_paths,
     validate_text,
@@ -38,213 +49,7 @@ needs_kubectl = pytest.mark.skipif(
     shutil.which("kubectl") is None, reason="needs kubectl (kubectl kustomize)"
 )
 
-# A base Bookinfo: the four Services and six Deployments of Istio's bookinfo.yaml, cut to what
-# references need (Service selectors and ports, pod labels).
-BOOKINFO = "".join(
-    f"""
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: {app}
-  labels: {{app: {app}, service: {app}}}
-spec:
-  ports:
-    - port: 9080
-      name: http
-  selector:
-    app: {app}
-"""
-    for app in ("details", "ratings", "reviews", "productpage")
-) + "".join(
-    f"""
----
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: {app}-{version}
-  labels: {{app: {app}, version: {version}}}
-spec:
-  replicas: 1
-  selector:
-    matchLabels: {{app: {app}, version: {version}}}
-  template:
-    metadata:
-      labels: {{app: {app}, version: {version}}}
-    spec:
-      serviceAccountName: bookinfo-{app}
-      containers:
-        - name: {app}
-          image: istiolab/examples-bookinfo-{app}-{version}:0.1.0
-          imagePullPolicy: IfNotPresent
-          ports:
-            - containerPort: 9080
-"""
-    for app, version in (
-        ("details", "v1"),
-        ("ratings", "v1"),
-        ("reviews", "v1"),
-        ("reviews", "v2"),
-        ("reviews", "v3"),
-        ("productpage", "v1"),
-    )
-)
-
-# Istio's samples/bookinfo/networking files, written from their description.
-DESTINATION_RULE_ALL = "".join(
-    f"""
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata:
-  name: {host}
-spec:
-  host: {host}
-  subsets:
-"""
-    + "".join(f"    - name: {v}\n      labels:\n        version: {v}\n" for v in versions)
-    for host, versions in (
-        ("productpage", ["v1"]),
-        ("reviews", ["v1", "v2", "v3"]),
-        ("ratings", ["v1", "v2", "v2-mysql", "v2-mysql-vm"]),
-        ("details", ["v1", "v2"]),
-    )
-)
-
-VIRTUAL_SERVICE_ALL_V1 = "".join(
-    f"""
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata:
-  name: {host}
-spec:
-  hosts:
-    - {host}
-  http:
-    - route:
-        - destination:
-            host: {host}
-            subset: v1
-"""
-    for host in ("productpage", "reviews", "ratings", "details")
-)
-
-REVIEWS_TEST_V2 = """
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata:
-  name: reviews
-spec:
-  hosts:
-    - reviews
-  http:
-    - match:
-        - headers:
-            end-user:
-              exact: jason
-      route:
-        - destination:
-            host: reviews
-            subset: v2
-    - route:
-        - destination:
-            host: reviews
-            subset: v1
-"""
-
-REVIEWS_50_V3 = """
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata:
-  name: reviews
-spec:
-  hosts:
-    - reviews
-  http:
-    - route:
-        - destination:
-            host: reviews
-            subset: v1
-          weight: 50
-        - destination:
-            host: reviews
-            subset: v3
-          weight: 50
-"""
-
-RATINGS_TEST_DELAY = """
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata:
-  name: ratings
-spec:
-  hosts:
-    - ratings
-  http:
-    - match:
-        - headers:
-            end-user:
-              exact: jason
-      fault:
-        delay:
-          percentage:
-            value: 100.0
-          fixedDelay: 7s
-      route:
-        - destination:
-            host: ratings
-            subset: v1
-    - route:
-        - destination:
-            host: ratings
-            subset: v1
-"""
-
-BOOKINFO_GATEWAY = """
-apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata:
-  name: bookinfo-gateway
-spec:
-  selector:
-    istio: ingressgateway
-  servers:
-    - port:
-        number: 8080
-        name: http
-        protocol: HTTP
-      hosts:
-        - "*"
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata:
-  name: bookinfo
-spec:
-  hosts:
-    - "*"
-  gateways:
-    - bookinfo-gateway
-  http:
-    - match:
-        - uri:
-            exact: /productpage
-        - uri:
-            prefix: /static
-        - uri:
-            exact: /login
-        - uri:
-            exact: /logout
-        - uri:
-            prefix: /api/v1/products
-      route:
-        - destination:
-            host: productpage
-            port:
-              number: 9080
-"""
-
+# Istio's samples/bookinfo/networking files.
 SAMPLES = {
     "destination-rule-all": DESTINATION_RULE_ALL,
     "virtual-service-all-v1": VIRTUAL_SERVICE_ALL_V1,
@@ -253,25 +58,6 @@ SAMPLES = {
     "virtual-service-ratings-test-delay": RATINGS_TEST_DELAY,
     "bookinfo-gateway": BOOKINFO_GATEWAY,
 }
-
-REVIEWS_DR = """
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata:
-  name: reviews
-spec:
-  host: reviews
-  subsets:
-    - name: v1
-      labels:
-        version: v1
-    - name: v2
-      labels:
-        version: v2
-    - name: v3
-      labels:
-        version: v3
-"""
 
 
 # Valid Istio, with the fields istio.io's tasks use: strictness must reject none of it.
@@ -480,6 +266,9 @@ def schema_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     directory = tmp_path_factory.mktemp("cache")
     saved = os.environ.get("ISTIOLAB_CACHE_DIR")
     os.environ["ISTIOLAB_CACHE_DIR"] = str(directory)
+    # Another module in this process may already have built (and memoised) the schemas before
+    # the cache directory was set: start from nothing, so this module sees them built here.
+    schemas.schema_for.cache_clear()
     yield directory
     if saved is None:
         del os.environ["ISTIOLAB_CACHE_DIR"]
@@ -572,7 +361,7 @@ def test_missing_subset_is_reported_like_istioctl(
                 host: reviews
                 subset: v4
     """
-    report = check(write, base, vs, REVIEWS_DR)
+    report = check(write, base, vs, REVIEWS_SUBSETS)
     finding = only(report, "IST0101")
     file = str(write("x.yaml", vs))
     assert finding.heading() == (
@@ -600,7 +389,7 @@ def test_missing_mirror_subset(write: Callable[[str, str], Path], base: Path) ->
             - destination: {host: reviews, subset: v1}
           mirror: {host: reviews, subset: v9}
     """
-    finding = only(check(write, base, vs, REVIEWS_DR), "IST0101")
+    finding = only(check(write, base, vs, REVIEWS_SUBSETS), "IST0101")
     assert finding.message == (
         'Referenced mirror+subset in destinationrule not found: "reviews+v9"'
     )
@@ -677,7 +466,7 @@ def test_missing_gateway(write: Callable[[str, str], Path], base: Path) -> None:
 def test_gateway_in_another_namespace(write: Callable[[str, str], Path], base: Path) -> None:
     gateway, vs = BOOKINFO_GATEWAY.split("---")
     gateway = gateway.replace("name: bookinfo-gateway", "name: shared\n  namespace: istio-system")
-    vs = vs.replace("- bookinfo-gateway", "- istio-system/shared\n    - mesh")
+    vs = vs.replace("- bookinfo-gateway", "- istio-system/shared\n  - mesh")
     assert check(write, base, gateway, vs).ok
 
 
@@ -693,7 +482,7 @@ def test_gateway_selector_not_found(write: Callable[[str, str], Path], base: Pat
 
 def test_weights_must_add_up_to_100(write: Callable[[str, str], Path], base: Path) -> None:
     vs = REVIEWS_50_V3.replace("weight: 50", "weight: 80", 1).replace("weight: 50", "weight: 30")
-    report = check(write, base, vs, REVIEWS_DR)
+    report = check(write, base, vs, REVIEWS_SUBSETS)
     finding = only(report, "ISTL0001")
     assert finding.message == "Route weights add up to 110, not 100: reviews v1 80, reviews v3 30"
     assert finding.path == "spec.http[0].route"
@@ -722,8 +511,8 @@ def test_unknown_field_in_a_deployment_is_rejected(
 def test_unknown_field_in_a_virtual_service_is_rejected(
     write: Callable[[str, str], Path], base: Path
 ) -> None:
-    vs = REVIEWS_TEST_V2.replace("    - route:\n", "    - rout:\n", 1)
-    report = check(write, base, vs, REVIEWS_DR)
+    vs = REVIEWS_TEST_V2.replace("  - route:\n", "  - rout:\n", 1)
+    report = check(write, base, vs, REVIEWS_SUBSETS)
     finding = only(report, "IST0106")
     assert finding.message == 'Schema validation error: unknown field "spec.http[1].rout"'
     assert finding.line == 17
@@ -732,7 +521,7 @@ def test_unknown_field_in_a_virtual_service_is_rejected(
 
 def test_wrong_type(write: Callable[[str, str], Path], base: Path) -> None:
     vs = REVIEWS_50_V3.replace("weight: 50", 'weight: "50"', 1)
-    finding = only(check(write, base, vs, REVIEWS_DR), "IST0106")
+    finding = only(check(write, base, vs, REVIEWS_SUBSETS), "IST0106")
     assert finding.message == (
         'Schema validation error: spec.http[0].route[0].weight: Invalid value: "50": '
         "must be of type integer"
@@ -741,7 +530,7 @@ def test_wrong_type(write: Callable[[str, str], Path], base: Path) -> None:
 
 
 def test_invalid_enum_value(write: Callable[[str, str], Path], base: Path) -> None:
-    dr = REVIEWS_DR.replace(
+    dr = REVIEWS_SUBSETS.replace(
         "  subsets:", "  trafficPolicy:\n    loadBalancer:\n      simple: FASTEST\n  subsets:"
     )
     finding = only(check(write, base, dr), "IST0106")
@@ -751,7 +540,7 @@ def test_invalid_enum_value(write: Callable[[str, str], Path], base: Path) -> No
 
 
 def test_only_one_of_exact_prefix_regex(write: Callable[[str, str], Path], base: Path) -> None:
-    vs = BOOKINFO_GATEWAY.replace("exact: /login", "exact: /login\n            prefix: /log")
+    vs = BOOKINFO_GATEWAY.replace("exact: /login", "exact: /login\n        prefix: /log")
     finding = only(check(write, base, vs), "IST0106")
     assert finding.message == (
         "Schema validation error: spec.http[0].match[2].uri: only one of exact, prefix, regex "
@@ -786,7 +575,7 @@ def test_missing_kind_and_name(write: Callable[[str, str], Path], base: Path) ->
         write,
         base,
         "apiVersion: v1\nmetadata:\n  name: x\n---\n"
-        + REVIEWS_DR.replace("  name: reviews\n", "  labels: {a: b}\n", 1),
+        + REVIEWS_SUBSETS.replace("  name: reviews\n", "  labels: {a: b}\n", 1),
     )
     messages = sorted(f.message for f in report.findings)
     assert messages == [
@@ -929,7 +718,7 @@ def test_port_name_not_under_naming_convention(
 
 
 def test_subset_that_selects_no_pods(write: Callable[[str, str], Path], base: Path) -> None:
-    dr = REVIEWS_DR + "    - name: v4\n      labels:\n        version: v4\n"
+    dr = REVIEWS_SUBSETS + "  - name: v4\n    labels:\n      version: v4\n"
     report = check(write, base, dr)
     finding = only(report, "IST0173")
     assert finding.severity is Severity.WARNING
@@ -942,7 +731,7 @@ def test_subset_that_selects_no_pods(write: Callable[[str, str], Path], base: Pa
 
 
 def test_destination_rule_host_not_found(write: Callable[[str, str], Path], base: Path) -> None:
-    report = check(write, base, REVIEWS_DR.replace("host: reviews", "host: reveiws"))
+    report = check(write, base, REVIEWS_SUBSETS.replace("host: reviews", "host: reveiws"))
     finding = only(report, "IST0174")
     assert finding.message == (
         "The host reveiws defined in the DestinationRule does not match any services in the mesh."
@@ -983,7 +772,7 @@ def test_unknown_kind(write: Callable[[str, str], Path], base: Path) -> None:
 def test_kustomization_directory_is_built(write: Callable[[str, str], Path], base: Path) -> None:
     write("app/kustomization.yaml", "resources:\n  - bookinfo.yaml\n  - dr.yaml\n")
     write("app/bookinfo.yaml", base.read_text())
-    write("app/dr.yaml", REVIEWS_DR)
+    write("app/dr.yaml", REVIEWS_SUBSETS)
     directory = base.parent.parent / "app"
     report = validate_paths([directory])
     assert report.findings == [], format_report(report)
@@ -997,7 +786,7 @@ def test_kustomization_without_kubectl(
     write: Callable[[str, str], Path], base: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     write("app/kustomization.yaml", "resources:\n  - dr.yaml\n")
-    write("app/dr.yaml", REVIEWS_DR)
+    write("app/dr.yaml", REVIEWS_SUBSETS)
     directory = base.parent.parent / "app"
     monkeypatch.setenv("PATH", "")
     with pytest.raises(IstiolabError, match="needs `kubectl kustomize`") as raised:
@@ -1032,7 +821,7 @@ def test_not_api_resources_and_patches_are_skipped(
 
 def test_documents_from_text_and_known_resources() -> None:
     vs = load_text(REVIEWS_50_V3, "<stdin>").documents
-    known = load_text(BOOKINFO + DESTINATION_RULE_ALL, "base").documents
+    known = load_text(BOOKINFO + "---" + DESTINATION_RULE_ALL, "base").documents
     assert validate_documents(vs, known).findings == []
     report = validate_documents(vs)
     assert [f.message for f in report.errors] == ['Referenced host not found: "reviews"'] * 2
@@ -1048,7 +837,7 @@ def test_built_istio_schemas_are_cached(
 ) -> None:
     """A second process reads the cached schemas and never imports the pydantic models."""
     vs = write("vs.yaml", REVIEWS_50_V3.replace("weight: 50", "weight: fifty", 1))
-    write("base/dr.yaml", REVIEWS_DR)
+    write("base/dr.yaml", REVIEWS_SUBSETS)
     assert not validate_paths([vs], known=[base.parent]).ok  # builds or reads the cached schema
     assert list(schema_cache.glob("istio-schemas-*/networking.istio.io_v1.VirtualService.json"))
     script = (
@@ -1089,7 +878,7 @@ def test_command_clean_and_failing(
     write: Callable[[str, str], Path], base: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     good = write("good.yaml", REVIEWS_50_V3)
-    dr = write("dr.yaml", REVIEWS_DR)
+    dr = write("dr.yaml", REVIEWS_SUBSETS)
     code, out, _ = run_command([str(good), str(dr), "--known", str(base)], capsys)
     assert (code, out) == (0, NO_ISSUES + "\n")
     bad = write("bad.yaml", REVIEWS_50_V3.replace("subset: v3", "subset: v4"))
@@ -1102,7 +891,7 @@ def test_command_clean_and_failing(
 def test_command_warnings_do_not_fail(
     write: Callable[[str, str], Path], base: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    dr = write("dr.yaml", REVIEWS_DR.replace("version: v3", "version: v9"))
+    dr = write("dr.yaml", REVIEWS_SUBSETS.replace("version: v3", "version: v9"))
     code, out, _ = run_command([str(dr), "--known", str(base)], capsys)
     assert code == 0
     assert out.startswith("Warning [IST0173] (DestinationRule default/reviews ")

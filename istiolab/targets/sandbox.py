@@ -45,7 +45,6 @@ TargetUnavailable("the sandbox is not running", fix="istiolab up").
 
 from __future__ import annotations
 
-import http.client
 import ipaddress
 import random
 import time
@@ -58,6 +57,7 @@ from ..errors import IstiolabError
 from ..sandbox import api, lifecycle
 from ..sandbox.envoy import admin as envoy_admin
 from .base import HttpResult, MetricSample, Span, Target, TargetUnavailable, Workload
+from .http import http_request
 from .kind.resources import resource_name
 
 LOOPBACK = "127.0.0.1"
@@ -139,7 +139,7 @@ class SandboxTarget(Target):
                 "the sandbox's control plane did not say where its ingress gateway listens",
                 fix="istiolab status; if it is wrong, istiolab down and istiolab up",
             )
-        return http_exchange(
+        return http_request(
             gateway.hostname or LOOPBACK,
             gateway.port,
             path if path.startswith("/") else "/" + path,
@@ -176,7 +176,7 @@ class SandboxTarget(Target):
         parts, _ = parsed
         # The absolute form, as an app that uses its sidecar as HTTP proxy sends it.
         target = f"{parts.scheme or 'http'}://{_authority(parts)}{_origin_form(parts)}"
-        return http_exchange(
+        return http_request(
             LOOPBACK,
             int(sender["outbound_port"]),
             target,
@@ -214,7 +214,7 @@ class SandboxTarget(Target):
         target = _origin_form(parts)
         request_headers = _with_host(headers, _authority(parts))
         if _is_address(host):
-            return http_exchange(
+            return http_request(
                 host, port, target, method=method, headers=request_headers, timeout=timeout
             )
         name = service_name(host, namespace)
@@ -231,7 +231,7 @@ class SandboxTarget(Target):
         # kube-proxy in iptables mode: any of the Service's pods, at random (load balancing,
         # not security).
         pod = random.choice(endpoints)  # noqa: S311
-        return http_exchange(
+        return http_request(
             LOOPBACK,
             int(pod["endpoint_port"]),
             target,
@@ -450,49 +450,6 @@ def stale_proxies(readings: Mapping[str, envoy_admin.AppliedVersions | None]) ->
         for label, applied in readings.items()
         if applied is None or not applied.all_at(newest)
     }
-
-
-def http_exchange(
-    host: str,
-    port: int,
-    target: str,
-    *,
-    method: str = "GET",
-    headers: Mapping[str, str] | None = None,
-    data: str | None = None,
-    timeout: float = 10.0,
-) -> HttpResult:
-    """One HTTP/1.1 exchange; `target` is what goes on the request line (a path, or an absolute
-    URL for a proxy). No answer at all (refused, reset, timed out) is a result, status None."""
-    start = time.monotonic()
-    connection = http.client.HTTPConnection(host, port, timeout=timeout)
-    try:
-        connection.request(
-            method,
-            target,
-            body=data.encode() if data is not None else None,
-            headers=dict(headers or {}),
-        )
-        response = connection.getresponse()
-        body = response.read().decode("utf-8", errors="replace")
-        found: dict[str, str] = {}
-        for name, value in response.getheaders():
-            name = name.lower()
-            found[name] = f"{found[name]}, {value}" if name in found else value
-        return HttpResult(response.status, body, found, time.monotonic() - start)
-    except ConnectionRefusedError:
-        error = "connection refused"
-    except (ConnectionResetError, ConnectionAbortedError, BrokenPipeError):
-        error = "connection reset"  # http.client.RemoteDisconnected is one too
-    except TimeoutError:
-        error = "timed out"
-    except http.client.HTTPException as exc:
-        error = f"not an HTTP answer: {exc!r}"
-    except OSError as exc:
-        error = str(exc) or type(exc).__name__
-    finally:
-        connection.close()
-    return HttpResult(status=None, seconds=time.monotonic() - start, error=error)
 
 
 def _not_running() -> TargetUnavailable:

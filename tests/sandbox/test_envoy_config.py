@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 import yaml
 
+from bookinfo_samples import REVIEWS_SUBSETS
 from istiolab.errors import IstiolabError
 from istiolab.sandbox.envoy import admin, binary, bootstrap, xds_files
 from istiolab.sandbox.model import Gateway, Mesh, Pod, Service, ServicePort, SidecarPorts
@@ -125,18 +126,6 @@ def hcm_of(listener: Mapping[str, Any]) -> dict[str, Any]:
     assert network_filter["name"] == HCM
     return network_filter["typed_config"]
 
-
-REVIEWS_SUBSETS = """
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: reviews}
-spec:
-  host: reviews
-  subsets:
-  - {name: v1, labels: {version: v1}}
-  - {name: v2, labels: {version: v2}}
-  - {name: v3, labels: {version: v3}}
-"""
 
 # Istio's circuit-breaking task (tasks/traffic-management/circuit-breaking), on reviews.
 CIRCUIT_BREAKER = """

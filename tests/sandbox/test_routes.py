@@ -21,6 +21,16 @@ import pytest
 import requests
 import yaml
 
+from bookinfo_samples import (
+    BOOKINFO_GATEWAY,
+    RATINGS_TEST_ABORT,
+    RATINGS_TEST_DELAY,
+    REVIEWS_50_V3,
+    REVIEWS_90_10,
+    REVIEWS_TEST_V2,
+    REVIEWS_TIMEOUT,
+    VIRTUAL_SERVICE_ALL_V1,
+)
 from istiolab.sandbox.model import Gateway, Mesh, Pod, Service, ServicePort, SidecarPorts
 from istiolab.sandbox.translate import routes
 from istiolab.sandbox.translate.durations import envoy_duration, nanoseconds
@@ -33,207 +43,7 @@ FAULT_TYPE = "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFau
 ROUTER_TYPE = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
 DEFAULT_RETRY_ON = "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes"
 
-# --- Istio's Bookinfo samples (samples/bookinfo/networking), as learners apply them ---------
-
-VIRTUAL_SERVICE_ALL_V1 = "\n---\n".join(
-    f"""
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata:
-  name: {name}
-spec:
-  hosts:
-  - {name}
-  http:
-  - route:
-    - destination:
-        host: {name}
-        subset: v1
-"""
-    for name in ("productpage", "reviews", "ratings", "details")
-)
-
-REVIEWS_TEST_V2 = """
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata:
-  name: reviews
-spec:
-  hosts:
-    - reviews
-  http:
-  - match:
-    - headers:
-        end-user:
-          exact: jason
-    route:
-    - destination:
-        host: reviews
-        subset: v2
-  - route:
-    - destination:
-        host: reviews
-        subset: v1
-"""
-
-REVIEWS_50_V3 = """
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata:
-  name: reviews
-spec:
-  hosts:
-    - reviews
-  http:
-  - route:
-    - destination:
-        host: reviews
-        subset: v1
-      weight: 50
-    - destination:
-        host: reviews
-        subset: v3
-      weight: 50
-"""
-
-REVIEWS_90_10 = """
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata:
-  name: reviews
-spec:
-  hosts:
-    - reviews
-  http:
-  - route:
-    - destination:
-        host: reviews
-        subset: v1
-      weight: 90
-    - destination:
-        host: reviews
-        subset: v2
-      weight: 10
-"""
-
-RATINGS_TEST_DELAY = """
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata:
-  name: ratings
-spec:
-  hosts:
-  - ratings
-  http:
-  - match:
-    - headers:
-        end-user:
-          exact: jason
-    fault:
-      delay:
-        percentage:
-          value: 100.0
-        fixedDelay: 7s
-    route:
-    - destination:
-        host: ratings
-        subset: v1
-  - route:
-    - destination:
-        host: ratings
-        subset: v1
-"""
-
-RATINGS_TEST_ABORT = """
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata:
-  name: ratings
-spec:
-  hosts:
-  - ratings
-  http:
-  - match:
-    - headers:
-        end-user:
-          exact: jason
-    fault:
-      abort:
-        percentage:
-          value: 100.0
-        httpStatus: 500
-    route:
-    - destination:
-        host: ratings
-        subset: v1
-  - route:
-    - destination:
-        host: ratings
-        subset: v1
-"""
-
-# The request-timeouts task: reviews to v2 with a half-second timeout.
-REVIEWS_TIMEOUT = """
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata:
-  name: reviews
-spec:
-  hosts:
-  - reviews
-  http:
-  - route:
-    - destination:
-        host: reviews
-        subset: v2
-    timeout: 0.5s
-"""
-
-BOOKINFO_GATEWAY = """
-apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata:
-  name: bookinfo-gateway
-spec:
-  # The selector matches the ingress gateway pod labels.
-  selector:
-    istio: ingressgateway # use istio default controller
-  servers:
-  - port:
-      number: 8080
-      name: http
-      protocol: HTTP
-    hosts:
-    - "*"
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata:
-  name: bookinfo
-spec:
-  hosts:
-  - "*"
-  gateways:
-  - bookinfo-gateway
-  http:
-  - match:
-    - uri:
-        exact: /productpage
-    - uri:
-        prefix: /static
-    - uri:
-        exact: /login
-    - uri:
-        exact: /logout
-    - uri:
-        prefix: /api/v1/products
-    route:
-    - destination:
-        host: productpage
-        port:
-          number: 9080
-"""
-
+# Istio's Bookinfo samples (samples/bookinfo/networking), as learners apply them.
 SAMPLES = {
     "virtual-service-all-v1": VIRTUAL_SERVICE_ALL_V1,
     "virtual-service-reviews-test-v2": REVIEWS_TEST_V2,

@@ -21,6 +21,16 @@ from pathlib import Path
 import pytest
 import requests
 
+from bookinfo_samples import (
+    BOOKINFO_GATEWAY,
+    RATINGS_TEST_ABORT,
+    RATINGS_TEST_DELAY,
+    REVIEWS_SUBSETS,
+    REVIEWS_TEST_V2,
+    REVIEWS_TIMEOUT,
+    destination_rule,
+    virtual_service_to,
+)
 from istiolab.errors import IstiolabError
 from istiolab.sandbox import lifecycle
 from istiolab.sandbox.envoy import binary, bootstrap, xds_files
@@ -108,63 +118,8 @@ def reviews_versions(sandbox: Sandbox, count: int, **kwargs) -> list[str]:
     return versions
 
 
-ALL_V1 = """
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: reviews}
-spec:
-  hosts: [reviews]
-  http:
-  - route:
-    - destination: {host: reviews, subset: v1}
-"""
-
-DESTINATION_RULES = """
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: reviews}
-spec:
-  host: reviews
-  subsets:
-  - {name: v1, labels: {version: v1}}
-  - {name: v2, labels: {version: v2}}
-  - {name: v3, labels: {version: v3}}
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: ratings}
-spec:
-  host: ratings
-  subsets:
-  - {name: v1, labels: {version: v1}}
-"""
-
-GATEWAY = """
-apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: {name: bookinfo-gateway}
-spec:
-  selector: {istio: ingressgateway}
-  servers:
-  - port: {number: 8080, name: http, protocol: HTTP}
-    hosts: ["*"]
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: bookinfo}
-spec:
-  hosts: ["*"]
-  gateways: [bookinfo-gateway]
-  http:
-  - match:
-    - uri: {exact: /productpage}
-    - uri: {prefix: /static}
-    - uri: {exact: /login}
-    - uri: {exact: /logout}
-    - uri: {prefix: /api/v1/products}
-    route:
-    - destination: {host: productpage, port: {number: 9080}}
-"""
+# Istio's destination-rule-all.yaml, its reviews document, and ratings with only the v1 subset.
+DESTINATION_RULES = REVIEWS_SUBSETS + "---" + destination_rule("ratings", "v1")
 
 
 def test_stage_00_serves_the_page_with_every_reviews_version(sandbox: Sandbox) -> None:
@@ -177,7 +132,7 @@ def test_stage_00_serves_the_page_with_every_reviews_version(sandbox: Sandbox) -
 
 
 def test_without_sidecars_routing_rules_change_nothing(sandbox: Sandbox) -> None:
-    sandbox.apply(DESTINATION_RULES + "---" + ALL_V1, "rules.yaml")
+    sandbox.apply(DESTINATION_RULES + "---" + virtual_service_to("reviews", "v1"), "rules.yaml")
     seen = set(reviews_versions(sandbox, 30, via_gateway=False))
     assert seen == {"v1", "v2", "v3"}  # kube-proxy balances over every pod, whatever Istio says
 
@@ -192,7 +147,7 @@ def test_injection_takes_effect_when_pods_restart(sandbox: Sandbox) -> None:
 
 
 def test_gateway_and_all_v1(sandbox: Sandbox) -> None:
-    out = sandbox.apply(GATEWAY, "gateway.yaml")
+    out = sandbox.apply(BOOKINFO_GATEWAY, "gateway.yaml")
     assert "gateway.networking.istio.io/bookinfo-gateway created" in out
     assert "virtualservice.networking.istio.io/bookinfo created" in out
     html = sandbox.page()
@@ -204,24 +159,7 @@ def test_gateway_and_all_v1(sandbox: Sandbox) -> None:
 
 
 def test_jason_sees_v2_after_logging_in(sandbox: Sandbox) -> None:
-    sandbox.apply(
-        """
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: reviews}
-spec:
-  hosts: [reviews]
-  http:
-  - match:
-    - headers:
-        end-user: {exact: jason}
-    route:
-    - destination: {host: reviews, subset: v2}
-  - route:
-    - destination: {host: reviews, subset: v1}
-""",
-        "reviews.yaml",
-    )
+    sandbox.apply(REVIEWS_TEST_V2, "reviews.yaml")
     jason = sandbox.login("jason")
     for _ in range(5):
         html = sandbox.page(jason)
@@ -255,44 +193,9 @@ spec:
     assert low <= red <= high, f"{red} of 100 pages had red stars, expected {low}..{high}"
 
 
-FAULT = """
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {{name: reviews}}
-spec:
-  hosts: [reviews]
-  http:
-  - match:
-    - headers:
-        end-user: {{exact: jason}}
-    route:
-    - destination: {{host: reviews, subset: v2}}
-  - route:
-    - destination: {{host: reviews, subset: v1}}
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {{name: ratings}}
-spec:
-  hosts: [ratings]
-  http:
-  - match:
-    - headers:
-        end-user: {{exact: jason}}
-    fault:
-      {fault}
-    route:
-    - destination: {{host: ratings, subset: v1}}
-  - route:
-    - destination: {{host: ratings, subset: v1}}
-"""
-
-
 @pytest.mark.slow
 def test_a_7s_delay_on_ratings_empties_jasons_reviews_after_6s(sandbox: Sandbox) -> None:
-    sandbox.apply(
-        FAULT.format(fault="delay: {percentage: {value: 100.0}, fixedDelay: 7s}"), "fault.yaml"
-    )
+    sandbox.apply(REVIEWS_TEST_V2 + "---" + RATINGS_TEST_DELAY, "fault.yaml")
     jason = sandbox.login("jason")
     started = time.monotonic()
     html = sandbox.page(jason)
@@ -303,9 +206,7 @@ def test_a_7s_delay_on_ratings_empties_jasons_reviews_after_6s(sandbox: Sandbox)
 
 
 def test_an_abort_on_ratings_shows_ratings_unavailable_to_jason(sandbox: Sandbox) -> None:
-    sandbox.apply(
-        FAULT.format(fault="abort: {percentage: {value: 100.0}, httpStatus: 500}"), "fault.yaml"
-    )
+    sandbox.apply(REVIEWS_TEST_V2 + "---" + RATINGS_TEST_ABORT, "fault.yaml")
     started = time.monotonic()
     html = sandbox.page(sandbox.login("jason"))
     assert html.count(RATINGS_ERROR) == 2
@@ -316,17 +217,8 @@ def test_an_abort_on_ratings_shows_ratings_unavailable_to_jason(sandbox: Sandbox
 @pytest.mark.slow
 def test_a_half_second_timeout_on_reviews_fails_after_about_1s(sandbox: Sandbox) -> None:
     sandbox.apply(
-        """
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: reviews}
-spec:
-  hosts: [reviews]
-  http:
-  - route:
-    - destination: {host: reviews, subset: v2}
-    timeout: 0.5s
----
+        REVIEWS_TIMEOUT
+        + """---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: ratings}
@@ -350,7 +242,7 @@ spec:
 def test_an_invalid_apply_changes_nothing(sandbox: Sandbox, tmp_path: Path) -> None:
     before = sandbox.istiolab("get", "vs", "reviews", "-o", "json").stdout
     bad = tmp_path / "bad.yaml"
-    bad.write_text(ALL_V1.replace("subset: v1", "subset: v9"))
+    bad.write_text(virtual_service_to("reviews", "v9"))  # a subset no DestinationRule has
     result = sandbox.istiolab("apply", "-f", str(bad), check=False)
     assert result.returncode == 1
     assert "IST0101" in result.stderr and "v9" in result.stderr

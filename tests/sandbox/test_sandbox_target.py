@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from bookinfo_samples import BOOKINFO_GATEWAY, REVIEWS_SUBSETS, virtual_service_to
 from istiolab.errors import IstiolabError
 from istiolab.sandbox import lifecycle
 from istiolab.sandbox.envoy import admin as envoy_admin
@@ -28,84 +29,8 @@ pytestmark = pytest.mark.sandbox
 
 BOOKINFO = ("details-v1", "productpage-v1", "ratings-v1", "reviews-v1", "reviews-v2", "reviews-v3")
 
-# Istio's samples/bookinfo/networking/destination-rule-all.yaml (reviews) and
-# virtual-service-all-v1.yaml (reviews).
-REVIEWS_V1 = """
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata:
-  name: reviews
-spec:
-  host: reviews
-  subsets:
-  - name: v1
-    labels:
-      version: v1
-  - name: v2
-    labels:
-      version: v2
-  - name: v3
-    labels:
-      version: v3
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata:
-  name: reviews
-spec:
-  hosts:
-  - reviews
-  http:
-  - route:
-    - destination:
-        host: reviews
-        subset: v1
-"""
-
-# Istio's samples/bookinfo/networking/bookinfo-gateway.yaml.
-BOOKINFO_GATEWAY = """
-apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata:
-  name: bookinfo-gateway
-spec:
-  selector:
-    istio: ingressgateway
-  servers:
-  - port:
-      number: 8080
-      name: http
-      protocol: HTTP
-    hosts:
-    - "*"
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata:
-  name: bookinfo
-spec:
-  hosts:
-  - "*"
-  gateways:
-  - bookinfo-gateway
-  http:
-  - match:
-    - uri:
-        exact: /productpage
-    - uri:
-        prefix: /static
-    - uri:
-        exact: /login
-    - uri:
-        exact: /logout
-    - uri:
-        prefix: /api/v1/products
-    route:
-    - destination:
-        host: productpage
-        port:
-          number: 9080
-"""
+# Istio's destination-rule-all.yaml and virtual-service-all-v1.yaml, their reviews documents.
+REVIEWS_V1 = REVIEWS_SUBSETS + "---" + virtual_service_to("reviews", "v1")
 
 
 def free_port() -> int:

@@ -6,7 +6,8 @@ cluster cannot answer at all (no kubectl, no such context, no reachable API serv
 TargetUnavailable that says what to do. What comes back is read by pure functions that the tests
 feed with recorded documents.
 
-Modules, one concern each:
+Modules, one concern each (HTTP from this machine, shared with the sandbox target, is
+istiolab.targets.http):
 
 - target: KindTarget, and how it answers each question.
 - runner: Runner (kubectl/istioctl with a timeout), CommandFailed, classify_failure, and the
@@ -19,7 +20,6 @@ Modules, one concern each:
   parse_client_output, qualify_url.
 - telemetry: parse_prometheus_vector, tracing_backend, jaeger_to_zipkin, parse_zipkin_traces.
 - proxy_status: parse_proxy_status_table and parse_proxy_status_json (istioctl proxy-status).
-- http_request: HTTP from this machine (http_request, fetch_json).
 - port_forward: `kubectl port-forward` for a block (port_forward, free_port).
 """
 

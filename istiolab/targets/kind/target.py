@@ -30,8 +30,8 @@ from urllib.parse import urlencode
 from ... import versions
 from ...errors import IstiolabError
 from ..base import HttpResult, MetricSample, Span, Target, TargetUnavailable, Workload
+from ..http import fetch_json, http_request
 from . import clients, telemetry
-from .http_request import fetch_json, http_request
 from .layout import CLIENT, CLIENTS_DIR, ISTIO_NAMESPACE, MESH_NAMESPACE, OUTSIDE_NAMESPACE, SIDECAR
 from .port_forward import port_forward
 from .proxy_status import parse_proxy_status_json, parse_proxy_status_table
@@ -110,7 +110,7 @@ class KindTarget(Target):
         return http_request(
             self.gateway_host,
             self.gateway_port,
-            path,
+            path if path.startswith("/") else "/" + path,
             method=method,
             headers=headers,
             data=data,

@@ -1,5 +1,9 @@
-"""HTTP from this machine: to the ingress gateway's published port, and to an addon's API through
-the local end of a port-forward."""
+"""HTTP from this machine, for both targets: to an ingress gateway's port, to a sidecar's HTTP-proxy
+listener, to a pod's endpoint, or to an addon's API through the local end of a port-forward.
+
+One HTTP/1.1 exchange per call over http.client, which reads no HTTP_PROXY variable: a learner's
+proxy is never in the way.
+"""
 
 from __future__ import annotations
 
@@ -9,28 +13,29 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from ..base import HttpResult
+from .base import HttpResult
 
 
 def http_request(
     host: str,
     port: int,
-    path: str,
+    target: str,
     *,
     method: str = "GET",
     headers: Mapping[str, str] | None = None,
     data: str | None = None,
     timeout: float = 10.0,
 ) -> HttpResult:
-    """One HTTP/1.1 exchange; an exchange that got no answer is a result too (status None)."""
-    if not path.startswith("/"):
-        path = "/" + path
+    """One HTTP/1.1 exchange with host:port. `target` goes on the request line as given: a path,
+    or an absolute URL when host:port is an HTTP proxy. An exchange that got no answer at all
+    (refused, reset, timed out, not HTTP) is a result too: status None, and what happened in
+    `error`. Repeated response headers are joined with ", ", under lower-case names."""
     start = time.monotonic()
     connection = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
         connection.request(
             method,
-            path,
+            target,
             body=data.encode() if data is not None else None,
             headers=dict(headers or {}),
         )
@@ -44,7 +49,7 @@ def http_request(
     except ConnectionRefusedError:
         error = "connection refused"
     except (ConnectionResetError, ConnectionAbortedError, BrokenPipeError):
-        error = "connection reset"  # includes http.client.RemoteDisconnected
+        error = "connection reset"  # http.client.RemoteDisconnected is one too
     except TimeoutError:
         error = "timed out"
     except http.client.HTTPException as exc:
