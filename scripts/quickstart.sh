@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# From a fresh clone to Bookinfo in your browser: set up .venv, then run all four services.
-# Usage: ./scripts/quickstart.sh [--reviews v1|v2|v3] [--port PORT]
-#   --reviews v3 shows red stars, v2 black stars, v1 (default) none.
+# From a fresh clone to Bookinfo in a service mesh: set up .venv, then start the sandbox mesh
+# (Bookinfo as local processes, real Envoy proxies, a control plane that reads Istio's YAML).
+# Usage: ./scripts/quickstart.sh [--gateway-port PORT] [--port-forward-port PORT]
+#   (the options of `istiolab up`: where the ingress gateway and productpage listen)
 set -o errexit -o nounset -o pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -10,9 +11,16 @@ source scripts/lib/python-env.sh
 
 main() {
   ensure_venv
-  echo "==> Starting Bookinfo (no mesh yet); open the productpage URL below."
-  # exec: Ctrl-C and SIGTERM go straight to Bookinfo, which stops its four services cleanly.
-  exec .venv/bin/python -m bookinfo serve-all "$@"
+  echo "==> Starting the sandbox mesh: Bookinfo behind real Envoy proxies"
+  .venv/bin/python -m istiolab up "$@"
+  cat <<'NEXT'
+
+Next steps:
+  .venv/bin/istiolab status     the pods, their sidecars and restarts
+  .venv/bin/istiolab down       stop it all when you are done
+  docs/sandbox.md               what runs, and the kubectl-shaped commands to configure it
+Bookinfo without any mesh instead: .venv/bin/python -m bookinfo serve-all --reviews v3
+NEXT
 }
 
 main "$@"

@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from istiolab.sandbox import lifecycle
 from live import HOST, Reply, Upstream
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -501,31 +502,35 @@ def in_bash(code: str, cwd: Path, **variables: str) -> subprocess.CompletedProce
     return run([BASH, "-c", script], {**environment(), **variables}, cwd=cwd)
 
 
-def test_quickstart_starts_bookinfo_and_sigterm_stops_it(
-    spawn: Callable[..., Running], tmp_path: Path
-) -> None:
+def test_quickstart_starts_the_sandbox_mesh(tmp_path: Path) -> None:
     checkout = make_checkout(tmp_path)
     assert in_bash("ensure_venv", checkout).returncode == 0  # the set-up of an earlier run
     installs = pip_calls(checkout)
-
-    base = free_ports(4)
-    quickstart = spawn(
-        [BASH, "./scripts/quickstart.sh", "--reviews", "v3", "--port", str(base)],
-        environment(),
-        cwd=checkout,
-        watch=range(base, base + 4),
-    )
-    wait_until_serving(quickstart)
-    page = wait_for(f"http://{HOST}:{base}/productpage", quickstart)
-    assert "glyphicon glyphicon-star" in page.text
-    assert "color: red" in page.text
-    assert "Reviews served by: reviews-v3-" in page.text
-    assert pip_calls(checkout) == installs  # .venv was up to date: nothing installed
-
-    # The script exec's Python, so the PID we hold is Bookinfo's and the signal reaches it.
-    assert quickstart.stop(signal.SIGTERM) == 0, quickstart.describe()
-    assert_all_stopped(base)
-    assert_no_traceback(quickstart.stderr)
+    state = tmp_path / "state"
+    gateway, forward = free_ports(), free_ports()
+    try:
+        result = run(
+            [
+                BASH,
+                "./scripts/quickstart.sh",
+                "--gateway-port",
+                str(gateway),
+                "--port-forward-port",
+                str(forward),
+            ],
+            {**environment(), "ISTIOLAB_STATE_DIR": str(state)},
+            cwd=checkout,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert f"http://127.0.0.1:{forward}/productpage" in result.stdout
+        assert "istiolab down" in result.stdout
+        page = requests.get(f"http://{HOST}:{forward}/productpage", timeout=20)
+        assert "Book Details" in page.text and "Book Reviews" in page.text
+        assert pip_calls(checkout) == installs  # .venv was up to date: nothing installed
+        assert_no_traceback(result.stderr)
+    finally:
+        lifecycle.down(state)
+    assert not accepts_connections(forward)
 
 
 # --- scripts/lib/python-env.sh ------------------------------------------------------------------

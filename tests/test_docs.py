@@ -298,7 +298,7 @@ def test_options_come_from_help_or_the_usage_comment() -> None:
     assert "--delete-downloads" not in up
     quickstart, source = script_options("quickstart")
     assert source == "its usage comment"
-    assert {"--reviews", "--port"} <= quickstart
+    assert {"--gateway-port", "--port-forward-port"} <= quickstart
     assert {"-k", "-x", "--lf"} <= script_options("test")[0]
 
 
