@@ -26,9 +26,9 @@ Which policy applies (istiod's GetPortLevelTrafficPolicy and MergeSubsetTrafficP
 inherited); a subset's policy then replaces the result block by block (connectionPool,
 outlierDetection, loadBalancer, tls), and a subset's own port-level entry replaces all four.
 
-Not translated yet: `trafficPolicy.tls` and auto-mTLS. The merged policy carries `tls` through;
-`_outbound_cluster` is where its `transport_socket` (and the endpoints' tlsMode metadata) belong.
-Also not translated: `loadBalancer.simple: PASSTHROUGH` (an original-destination cluster means
+- tls: the cluster's transport socket (mtls.py): auto-mTLS when the rule sets no `tls`, with each
+  endpoint that has a sidecar and accepts mTLS labelled `tlsMode: istio` in its metadata.
+Not translated: `loadBalancer.simple: PASSTHROUGH` (an original-destination cluster means
 nothing behind an HTTP proxy on loopback; it gets the default), localityLbSetting (one locality
 here), `warmup.aggression`/`minimumPercent`, proxyProtocol and tunnel.
 
@@ -39,12 +39,13 @@ and no DestinationRule (a workload outside the mesh never sees Istio's configura
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ..model import CLUSTER_DOMAIN, Gateway, Mesh, Pod, Service, ServicePort
-from . import names, protocol
+from . import mtls, names, peer_authentication, protocol
 from .durations import NANOS_PER_SECOND, envoy_duration, nanoseconds
 from .hosts import is_wildcard, name_of, namespace_of, resolve, subset_of, visible
 
@@ -73,6 +74,8 @@ _CLUSTER_KEY_ORDER = (
     "upstream_connection_options",
     "typed_extension_protocol_options",
     "metadata",
+    "transport_socket",
+    "transport_socket_matches",
     "load_assignment",
 )
 
@@ -191,9 +194,15 @@ def traffic_policy_for(
 # --- the clusters ------------------------------------------------------------------------------
 
 
-def outbound_clusters(mesh: Mesh, proxy: Proxy) -> list[dict[str, Any]]:
+def outbound_clusters(
+    mesh: Mesh, proxy: Proxy, *, sds_dir: str | os.PathLike[str] | None = None
+) -> list[dict[str, Any]]:
     """Every outbound cluster of a sidecar or the gateway: per Service port the default cluster,
-    then one per subset of the DestinationRule this proxy uses for that Service."""
+    then one per subset of the DestinationRule this proxy uses for that Service.
+
+    `sds_dir` holds the proxy's certificate (envoy/sds_files.py); without one the proxy cannot
+    take part in mTLS and every cluster is plaintext.
+    """
     namespace, labels = _identity(proxy)
     clusters = []
     for service in mesh.services:
@@ -201,12 +210,14 @@ def outbound_clusters(mesh: Mesh, proxy: Proxy) -> list[dict[str, Any]]:
         pods = mesh.pods_of(service)
         for port in service.ports:
             policy = traffic_policy_for(rule, port.port)
-            clusters.append(_outbound_cluster(service, port, "", pods, policy, rule))
+            clusters.append(_outbound_cluster(mesh, service, port, "", pods, policy, rule, sds_dir))
             for subset in rule.subsets() if rule else ():
                 members = [pod for pod in pods if _selects(subset.get("labels") or {}, pod.labels)]
                 policy = traffic_policy_for(rule, port.port, subset["name"])
                 clusters.append(
-                    _outbound_cluster(service, port, subset["name"], members, policy, rule)
+                    _outbound_cluster(
+                        mesh, service, port, subset["name"], members, policy, rule, sds_dir
+                    )
                 )
     return clusters
 
@@ -236,7 +247,7 @@ def inbound_cluster(pod: Pod, mesh: Mesh | None = None) -> dict[str, Any]:
     """
     port = inbound_port(pod, mesh)
     name = names.inbound_cluster(port)
-    cluster = _static_cluster(name, [(pod.address, pod.app_port, "")])
+    cluster = _static_cluster(name, [(pod.address, pod.app_port, "", False)])
     policy: Mapping[str, Any] | None = None
     if mesh is not None:
         for service in services_of(mesh, pod):
@@ -272,33 +283,51 @@ def kube_proxy_clusters(mesh: Mesh) -> list[dict[str, Any]]:
 
 
 def _outbound_cluster(
+    mesh: Mesh,
     service: Service,
     port: ServicePort,
     subset: str,
     pods: Iterable[Pod],
     policy: Mapping[str, Any] | None,
     rule: ResolvedRule | None,
+    sds_dir: str | os.PathLike[str] | None,
 ) -> dict[str, Any]:
     name = names.outbound_cluster(port.port, service.fqdn, subset)
-    cluster = _static_cluster(name, _endpoints(pods))
+    pods = list(pods)
+    cluster = _static_cluster(name, _endpoints(pods, mtls_port=port, mesh=mesh))
     policy = policy or {}
     http2 = _upgrades_to_http2(port, policy.get("connectionPool"))
     _apply_connection_pool(cluster, policy.get("connectionPool"), http2=http2)
     _apply_outlier_detection(cluster, policy.get("outlierDetection"))
     _apply_load_balancer(cluster, policy.get("loadBalancer"))
+    mtls.apply_upstream_tls(
+        cluster,
+        policy.get("tls"),
+        sni=mtls.sni(port.port, service.fqdn, subset),
+        # The identities of all the Service's workloads, whichever subset (istiod does the same).
+        peer_identities=[pod.spiffe_id for pod in mesh.pods_of(service) if pod.sidecar],
+        sds_dir=sds_dir,
+        http2=http2,
+    )
     cluster["metadata"] = _istio_metadata(service, subset, rule)
     return _ordered(cluster)
 
 
-def _static_cluster(name: str, endpoints: Iterable[tuple[str, int, str]]) -> dict[str, Any]:
+Endpoint = tuple[str, int, str, bool]  # address, port, pod name, accepts Istio mTLS
+
+
+def _static_cluster(name: str, endpoints: Iterable[Endpoint]) -> dict[str, Any]:
     lb_endpoints = []
-    for address, port, hostname in endpoints:
+    for address, port, hostname, accepts_mtls in endpoints:
         endpoint: dict[str, Any] = {
             "address": {"socket_address": {"address": address, "port_value": port}}
         }
         if hostname:
             endpoint["hostname"] = hostname  # the pod: /clusters shows it beside 127.0.0.1:port
-        lb_endpoints.append({"endpoint": endpoint, "load_balancing_weight": 1})
+        lb_endpoint: dict[str, Any] = {"endpoint": endpoint, "load_balancing_weight": 1}
+        if accepts_mtls:
+            lb_endpoint["metadata"] = {"filter_metadata": dict(mtls.TLS_MODE_METADATA)}
+        lb_endpoints.append(lb_endpoint)
     return {
         "name": name,
         "type": "STATIC",
@@ -311,8 +340,25 @@ def _static_cluster(name: str, endpoints: Iterable[tuple[str, int, str]]) -> dic
     }
 
 
-def _endpoints(pods: Iterable[Pod]) -> list[tuple[str, int, str]]:
-    return [(pod.address, pod.endpoint_port, pod.name) for pod in pods]
+def _endpoints(
+    pods: Iterable[Pod], *, mtls_port: ServicePort | None = None, mesh: Mesh | None = None
+) -> list[Endpoint]:
+    """Each pod as an endpoint. With `mtls_port` (and `mesh`), a pod is marked as accepting
+    Istio mTLS when it has a sidecar and its PeerAuthentication for the port is not DISABLE
+    (istiod's mtlsChecker): auto-mTLS then sends it TLS."""
+    endpoints = []
+    for pod in pods:
+        accepts_mtls = False
+        if mtls_port is not None and mesh is not None and pod.sidecar is not None:
+            mode = peer_authentication.mtls_mode(
+                mesh.istio.get("PeerAuthentication", ()),
+                pod.namespace,
+                pod.labels,
+                _target_port(mtls_port, pod),
+            )
+            accepts_mtls = mode != mtls.DISABLE
+        endpoints.append((pod.address, pod.endpoint_port, pod.name, accepts_mtls))
+    return endpoints
 
 
 def _default_thresholds() -> dict[str, int]:
