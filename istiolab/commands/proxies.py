@@ -1,6 +1,7 @@
 """`istiolab proxy-config` and `istiolab logs`: what istioctl proxy-config and kubectl logs show.
 
     istiolab proxy-config listeners|routes|clusters|endpoints WORKLOAD [-n NS] [-o short|json|yaml]
+    istiolab proxy-config secret WORKLOAD [-n NS] [-o short|json|yaml]
     istiolab proxy-config bootstrap WORKLOAD [-o json|yaml]
     istiolab proxy-config log WORKLOAD [--level LEVEL | --reset]
     istiolab logs WORKLOAD [-n NS] [--proxy | -c istio-proxy] [--tail N]
@@ -10,8 +11,8 @@ name (`productpage-v1`, when it matches a single pod), `POD.NAMESPACE` like isti
 `istio-ingressgateway` (in istio-system). `pc` is short for `proxy-config`, as with istioctl.
 
 The control plane's /proxies call says where each proxy's Envoy admin API and each log file is;
-the rest comes from Envoy itself (/config_dump, /clusters, /logging), and the tables are built
-from it the way istioctl builds them, with istioctl's columns.
+the rest comes from Envoy itself (/config_dump, /clusters, /certs, /logging), and the tables are
+built from it the way istioctl builds them, with istioctl's columns.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import json
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -47,6 +49,25 @@ LISTENER_HEADER = ("ADDRESSES", "PORT", "MATCH", "DESTINATION")
 ROUTE_HEADER = ("NAME", "VHOST NAME", "DOMAINS", "MATCH", "VIRTUAL SERVICE")
 CLUSTER_HEADER = ("SERVICE FQDN", "PORT", "SUBSET", "DIRECTION", "TYPE", "DESTINATION RULE")
 ENDPOINT_HEADER = ("ENDPOINT", "STATUS", "OUTLIER CHECK", "CLUSTER")
+# istioctl's columns, plus the SPIFFE identity, which istioctl shows only with -o json.
+SECRET_HEADER = (
+    "RESOURCE NAME",
+    "TYPE",
+    "STATUS",
+    "VALID CERT",
+    "SERIAL NUMBER",
+    "NOT AFTER",
+    "NOT BEFORE",
+    "IDENTITY",
+)
+# Istio's SDS resource names, which the sandbox's SDS files use too (envoy/sds_files.py: not
+# imported, to keep the command from loading the cryptography library).
+DEFAULT_SECRET = "default"  # noqa: S105 - the workload's key and certificate chain
+ROOT_SECRET = "ROOTCA"  # noqa: S105 - the root certificate peers are checked against
+NO_SECRETS = (
+    "No secret items to show: this proxy has loaded no certificate "
+    "(none of its listeners or clusters uses TLS)."
+)
 
 # Where each kind of resource sits in its /config_dump section: (list, path to the resource).
 _SECTION_LISTS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
@@ -122,6 +143,18 @@ def register(commands: argparse._SubParsersAction) -> None:
     endpoints.add_argument("--address", help="only endpoints on this address")
     _output(endpoints)
     endpoints.set_defaults(handler=_endpoints)
+
+    secret = _config_type(
+        types, "secret", ["secrets", "s", "sec"], "the certificates the proxy has loaded (SDS)"
+    )
+    secret.add_argument(
+        "-o",
+        "--output",
+        choices=("short", "json", "yaml"),
+        default="short",
+        help="short: a table (default); json, yaml: what Envoy's /certs answered",
+    )
+    secret.set_defaults(handler=_secrets)
 
     bootstrap = _config_type(types, "bootstrap", ["b"], "the bootstrap configuration")
     bootstrap.add_argument("-o", "--output", choices=("json", "yaml"), default="json")
@@ -256,6 +289,15 @@ def _endpoints(args: argparse.Namespace) -> int:
             if any(keep(h, cluster.get("name", "")) for h in cluster.get("host_statuses", []))
         ]
         _dump({**statuses, "cluster_statuses": kept}, args.output)
+    return 0
+
+
+def _secrets(args: argparse.Namespace) -> int:
+    certs = _proxy_admin(args, "secret").certs()
+    if args.output == "short":
+        print(format_secrets(certs))
+    else:
+        _dump(certs, args.output)
     return 0
 
 
@@ -788,6 +830,78 @@ def _host_address(host: Mapping[str, Any]) -> tuple[str, int | None]:
 def _health(host: Mapping[str, Any]) -> str:
     # UNKNOWN is the enum's zero value, which Envoy's JSON leaves out.
     return str((host.get("health_status") or {}).get("eds_health_status") or "UNKNOWN")
+
+
+# --- secrets --------------------------------------------------------------------------------
+
+
+def format_secrets(certs: Mapping[str, Any], now: datetime | None = None) -> str:
+    """RESOURCE NAME TYPE STATUS VALID CERT SERIAL NUMBER NOT AFTER NOT BEFORE IDENTITY, from
+    Envoy's /certs; NO_SECRETS when the proxy has loaded none."""
+    rows = secret_rows(certs, now)
+    return format_table(SECRET_HEADER, rows) if rows else NO_SECRETS
+
+
+def secret_rows(
+    certs: Mapping[str, Any], now: datetime | None = None
+) -> list[tuple[str, str, str, str, str, str, str, str]]:
+    """One row per distinct certificate: the workload's (`default`) first, then the roots.
+
+    /certs lists the certificates of each TLS context (every listener chain and cluster that
+    uses TLS), so a sidecar's `default` certificate appears many times: it is shown once. While
+    a rotation is under way a context may still hold the old one, and then both are shown.
+    The resource names are Istio's, which the sandbox's SDS files use: a certificate chain is
+    `default`, a CA certificate is `ROOTCA`.
+    """
+    now = datetime.now(UTC) if now is None else now
+    rows: list[tuple[str, str, str, str, str, str, str, str]] = []
+    seen: set[tuple[str, str]] = set()
+    kinds = (
+        ("cert_chain", DEFAULT_SECRET, "Cert Chain"),
+        ("ca_cert", ROOT_SECRET, "CA"),
+    )
+    for list_name, name, kind in kinds:
+        for context in certs.get("certificates") or []:
+            for cert in context.get(list_name) or []:
+                serial = _serial(cert.get("serial_number"))
+                if (name, serial) in seen:
+                    continue
+                seen.add((name, serial))
+                not_before = str(cert.get("valid_from", ""))
+                not_after = str(cert.get("expiration_time", ""))
+                identities = [
+                    str(san["uri"])
+                    for san in cert.get("subject_alt_names") or []
+                    if isinstance(san, dict) and "uri" in san
+                ]
+                rows.append(
+                    (
+                        name,
+                        kind,
+                        "ACTIVE",  # what /certs lists is in use by a TLS context
+                        str(_valid_at(now, not_before, not_after)).lower(),
+                        serial,
+                        not_after,
+                        not_before,
+                        ",".join(identities),
+                    )
+                )
+    return rows
+
+
+def _serial(value: Any) -> str:
+    """A serial number as istioctl prints it: hex without leading zeros (Envoy pads to bytes)."""
+    try:
+        return f"{int(str(value), 16):x}"
+    except ValueError:
+        return str(value or "")
+
+
+def _valid_at(now: datetime, not_before: str, not_after: str) -> bool:
+    try:
+        return datetime.fromisoformat(not_before) <= now < datetime.fromisoformat(not_after)
+    except ValueError:
+        return False
 
 
 # ============================================================================================

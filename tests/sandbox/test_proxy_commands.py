@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -30,6 +29,7 @@ from istiolab.errors import IstiolabError
 from istiolab.sandbox import api, lifecycle
 from istiolab.sandbox.envoy.admin import EnvoyAdmin
 from live import HOST
+from sandboxes import SandboxPorts
 
 REVIEWS = "reviews.default.svc.cluster.local"
 # Istio's default access log format (model.EnvoyTextLogFormat), as a line of it reads.
@@ -303,17 +303,14 @@ def test_analyze_without_a_sandbox_reads_only_the_files(
 # One sandbox
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return probe.getsockname()[1]
-
-
 @dataclass
 class Sandbox:
     state_dir: Path
-    gateway_port: int = field(default_factory=free_port)
-    forward_port: int = field(default_factory=free_port)
+    ports: SandboxPorts = field(default_factory=SandboxPorts)
+
+    @property
+    def gateway_port(self) -> int:
+        return self.ports.gateway
 
     def istiolab(self, *args: str) -> str:
         """The real command, in its own process, as a learner runs it."""
@@ -344,7 +341,7 @@ class Sandbox:
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     box = Sandbox(tmp_path_factory.mktemp("proxy-commands") / "state")
     try:
-        lifecycle.up(box.gateway_port, box.forward_port, state_dir=box.state_dir)
+        box.ports.up(box.state_dir)
         yield box
     finally:
         lifecycle.down(box.state_dir)
@@ -503,9 +500,13 @@ def test_listeners_show_the_proxy_listener_and_the_inbound_one(
     assert lines_matching(
         table, rf"^127\.0\.0\.1\s+{proxy['outbound_port']}\s+ALL\s+Route: http_proxy$"
     ), table
+    # The inbound listener's two filter chains under PERMISSIVE (no PeerAuthentication yet):
+    # mutual TLS for callers that speak Istio's ALPN, plaintext for the rest.
+    inbound = rf"^127\.0\.0\.1\s+{proxy['inbound_port']}\s+"
     assert lines_matching(
-        table, rf"^127\.0\.0\.1\s+{proxy['inbound_port']}\s+ALL\s+Inline Route: /\*$"
+        table, inbound + r"Trans: tls; App: istio,istio-peer-exchange,\S+\s+Inline Route: /\*$"
     ), table
+    assert lines_matching(table, inbound + r"Trans: raw_buffer\s+Inline Route: /\*$"), table
     result = istiolab("proxy-config", "listeners", "productpage-v1", state_dir=sandbox.state_dir)
     assert result.out == table + "\n"
     gateway = istiolab("pc", "listeners", "istio-ingressgateway")

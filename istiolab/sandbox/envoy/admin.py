@@ -4,6 +4,7 @@ What the sandbox asks a proxy, and where the answer lives (checked on Envoy 1.40
 
 - the configuration it runs: `/config_dump` (what `istioctl proxy-config` reads);
 - its endpoints and their health, outlier ejections included: `/clusters?format=json`;
+- the certificates it has loaded (`istioctl proxy-config secret`): `/certs`;
 - which configuration version it has applied (the ACK): the text stats
   `listener_manager.lds.version_text`, `cluster_manager.cds.version_text` and, per route
   configuration, `http.<stat_prefix>.rds.<route config name>.version_text`;
@@ -161,6 +162,14 @@ class EnvoyAdmin:
     def clusters_json(self) -> dict[str, Any]:
         """`/clusters?format=json`: every cluster's endpoints, health flags and counters."""
         return self.get_json("/clusters?format=json")
+
+    def certs(self) -> dict[str, Any]:
+        """`/certs`: the certificates each TLS context has loaded (what `proxy-config secret`
+        shows). Envoy 1.40 answers `{"certificates": [{"ca_cert": [...], "cert_chain": [...]}]}`,
+        one item per listener filter chain or cluster that uses TLS, each certificate with its
+        `serial_number` (hex), `subject_alt_names` (`[{"uri": "spiffe://..."}]`), `valid_from`
+        and `expiration_time`; `{"certificates": []}` when nothing uses TLS."""
+        return self.get_json("/certs")
 
     def stats(self, filter: str | None = None) -> dict[str, int | str]:
         """Counters, gauges and text readouts by name (histograms are left out).
