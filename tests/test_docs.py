@@ -435,7 +435,9 @@ def istiolab_calls(code: str) -> list[tuple[str, list[str], list[str]]]:
                 if not re.fullmatch(r"[a-z][\w-]*", word):
                     break
                 words.append(word)
-            options = [name for word in rest if (name := option_name(word))]
+            # Everything after `--` belongs to another command (istiolab exec -- curl -s ...).
+            own = rest[: rest.index("--")] if "--" in rest else rest
+            options = [name for word in own if (name := option_name(word))]
             calls.append((rest[0], words, options))
     return calls
 
@@ -470,6 +472,7 @@ def test_istiolab_calls_are_found_in_code() -> None:
         "```bash\n"
         "kind load docker-image x --name istiolab\n"
         "istiolab validate a.yaml --known b\n"
+        "istiolab exec --outside-mesh -- curl -s -o /dev/null http://productpage:9080/\n"
         "```\n"
         "```text\nistiolab nonsense here\n```\n"
         "- In a list:\n\n  ```text\n  istiolab nonsense\n  ```\n"
@@ -479,6 +482,7 @@ def test_istiolab_calls_are_found_in_code() -> None:
         (1, ("doctor", ["doctor"], [])),
         (1, ("up", ["up"], ["--dry-run"])),
         (4, ("validate", ["validate"], ["--known"])),
+        (5, ("exec", ["exec"], ["--outside-mesh"])),  # curl's options are curl's
     ]
     assert {"doctor", "up", "down", "validate"} <= istiolab_commands()
 

@@ -843,6 +843,7 @@ class Store:
                 )
             if document.kind == "Deployment" and document.group == "apps":
                 yield from self._deployment_findings(document)
+            yield from _mesh_feature_findings(document)
 
     def _unsupported_kind(self, document: Document) -> Finding:
         if document.kind == "Pod" and not document.group:
@@ -1301,3 +1302,64 @@ def _label_findings(document: Document, path: tuple[str, ...]) -> Iterator[Findi
                 fix='Quote values YAML would read otherwise ("true", "1.0") and keep to letters, '
                 "digits, '-', '_' and '.'.",
             )
+
+
+def _mesh_feature_findings(document: Document) -> Iterator[Finding]:
+    """Istio features the sandbox's mesh does not have, refused at apply time rather than
+    accepted and silently ignored: a learner would otherwise wait for an effect that never comes.
+    """
+    from .translate import authorization, tracing  # the translator's knowledge, loaded on demand
+
+    data = document.data if isinstance(document.data, dict) else {}
+    spec = data.get("spec") if isinstance(data.get("spec"), dict) else {}
+    if document.group == "security.istio.io" and document.kind == "AuthorizationPolicy":
+        problem = authorization.unsupported(data)
+        if problem:
+            yield finding_at(
+                document,
+                SANDBOX_UNSUPPORTED,
+                f"the sandbox cannot enforce this policy: {problem}",
+                path=("spec",),
+                fix="Change the policy as the message says, or run it on the kind target.",
+            )
+    elif document.group == "telemetry.istio.io" and document.kind == "Telemetry":
+        for name in tracing.unknown_providers(data):
+            yield finding_at(
+                document,
+                SANDBOX_UNSUPPORTED,
+                f'tracing provider "{name}" is not one of the mesh\'s extensionProviders',
+                path=("spec", "tracing"),
+                fix=f"Use the provider {tracing.ZIPKIN_PROVIDER}: the sandbox's Zipkin collector "
+                "(the course's Istio install defines the same one).",
+            )
+    elif document.group == "networking.istio.io" and document.kind == "DestinationRule":
+        for path, tls in _tls_settings(spec):
+            if tls.get("credentialName"):
+                yield finding_at(
+                    document,
+                    SANDBOX_UNSUPPORTED,
+                    "tls.credentialName reads a Kubernetes Secret through the proxy's SDS "
+                    "agent, which the sandbox's proxies do not have",
+                    path=(*path, "credentialName"),
+                    fix="Name the files instead: clientCertificate, privateKey, caCertificates.",
+                )
+
+
+def _tls_settings(spec: Mapping[str, Any]) -> Iterator[tuple[tuple[str | int, ...], dict]]:
+    """Every `tls` block of a DestinationRule: top level, per port, per subset."""
+    policies: list[tuple[tuple[str | int, ...], Any]] = [
+        (("spec", "trafficPolicy"), spec.get("trafficPolicy"))
+    ]
+    for index, subset in enumerate(spec.get("subsets") or ()):
+        if isinstance(subset, dict):
+            policies.append(
+                (("spec", "subsets", index, "trafficPolicy"), subset.get("trafficPolicy"))
+            )
+    for path, policy in policies:
+        if not isinstance(policy, dict):
+            continue
+        if isinstance(policy.get("tls"), dict):
+            yield (*path, "tls"), policy["tls"]
+        for index, entry in enumerate(policy.get("portLevelSettings") or ()):
+            if isinstance(entry, dict) and isinstance(entry.get("tls"), dict):
+                yield (*path, "portLevelSettings", index, "tls"), entry["tls"]

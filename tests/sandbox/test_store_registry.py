@@ -335,6 +335,69 @@ def test_kinds_the_sandbox_does_not_run_are_refused(state: Path) -> None:
     assert "Deployment" in result.report.errors[0].fix
 
 
+@pytest.mark.parametrize(
+    ("resource", "field", "reason"),
+    [
+        (
+            """
+            apiVersion: security.istio.io/v1
+            kind: AuthorizationPolicy
+            metadata: {name: ext-authz, namespace: default}
+            spec:
+              action: CUSTOM
+              provider: {name: my-ext-authz}
+              rules: [{to: [{operation: {paths: [/admin]}}]}]
+            """,
+            "spec",
+            "external authorizer",
+        ),
+        (
+            """
+            apiVersion: security.istio.io/v1
+            kind: AuthorizationPolicy
+            metadata: {name: jwt-only, namespace: default}
+            spec:
+              rules: [{from: [{source: {requestPrincipals: ["*"]}}]}]
+            """,
+            "spec",
+            "requestPrincipals",
+        ),
+        (
+            """
+            apiVersion: telemetry.istio.io/v1
+            kind: Telemetry
+            metadata: {name: mesh-default, namespace: istio-system}
+            spec:
+              tracing: [{providers: [{name: jaeger}]}]
+            """,
+            "spec.tracing",
+            '"jaeger"',
+        ),
+        (
+            """
+            apiVersion: networking.istio.io/v1
+            kind: DestinationRule
+            metadata: {name: external, namespace: default}
+            spec:
+              host: reviews
+              trafficPolicy: {tls: {mode: MUTUAL, credentialName: client-cert}}
+            """,
+            "spec.trafficPolicy.tls.credentialName",
+            "Secret",
+        ),
+    ],
+)
+def test_istio_features_the_sandbox_mesh_lacks_are_refused_with_the_reason(
+    state: Path, resource: str, field: str, reason: str
+) -> None:
+    result = Store.load(state).apply(yaml(resource))
+
+    assert not result.ok
+    [refusal] = [f for f in result.report.errors if f.code == SANDBOX_UNSUPPORTED]
+    assert reason in refusal.message
+    assert field in format_report(result.report)
+
+
 def test_istio_and_gateway_api_kinds_print_their_groups(state: Path) -> None:
     store = Store.load(state)
     applied(store, yaml(BOOKINFO_REVIEWS))
