@@ -40,6 +40,10 @@ class Settings:
     # reviews reports "clustername"; unset prints the literal "null" like the Java original.
     cluster_name: str | None = None
     service_version: str = "v1"
+    # Copy the trace context onto outgoing calls (bookinfo/propagation.py). Not in Istio's
+    # Bookinfo, which always does: PROPAGATE_TRACE_HEADERS=false shows a lab what happens when
+    # a service does not.
+    propagate_trace_headers: bool = True
 
     # productpage
     secret_key: str = DEFAULT_SECRET_KEY
@@ -98,6 +102,7 @@ class Settings:
             hostname=env.get("HOSTNAME"),
             cluster_name=env.get("CLUSTER_NAME"),
             service_version=env.get("SERVICE_VERSION", "v1"),
+            propagate_trace_headers=_boolean(env, "PROPAGATE_TRACE_HEADERS", default=True),
             secret_key=env.get("SECRET_KEY") or DEFAULT_SECRET_KEY,
             flood_factor=_int(env, "FLOOD_FACTOR", 0, minimum=0),
             # Ruby's `ENV[...] == 'true'`: only the exact lower-case word switches these on.
@@ -133,3 +138,12 @@ def _port(env: Mapping[str, str], name: str) -> int:
     if port > 65535:
         raise ConfigError(f"{name}={port} is not a TCP port (1-65535)")
     return port
+
+
+def _boolean(env: Mapping[str, str], name: str, *, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.lower() in ("true", "false"):
+        return raw.lower() == "true"
+    raise ConfigError(f"{name}={raw!r} must be true or false; unset it for {str(default).lower()}")

@@ -75,7 +75,9 @@ def fetch_external_details(product_id: int, settings: Settings) -> dict[str, obj
     url = f"{scheme}://{host}:{port}/books/v1/volumes?q=isbn:{ISBN}"
     try:
         response = outbound.get(
-            url, forward_headers(request.headers), settings.external_book_timeout_seconds
+            url,
+            forward_headers(request.headers, trace_context=settings.propagate_trace_headers),
+            settings.external_book_timeout_seconds,
         )
     except outbound.CallError as exc:
         raise ExternalBookError(f"Failed to open TCP connection to {host}:{port} ({exc})") from None

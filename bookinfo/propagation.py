@@ -49,11 +49,44 @@ PRODUCTPAGE_FORWARDED_HEADERS = tuple(
 )
 
 
+# The trace context among them: what joins a service's outgoing calls to the request it is
+# answering. A service started with PROPAGATE_TRACE_HEADERS=false drops these (and only these),
+# to show what a trace looks like when one service forgets them: it falls apart into pieces.
+TRACE_CONTEXT_HEADERS = frozenset(
+    {
+        "x-request-id",
+        "x-ot-span-context",
+        "x-datadog-trace-id",
+        "x-datadog-parent-id",
+        "x-datadog-sampling-priority",
+        "traceparent",
+        "tracestate",
+        "x-cloud-trace-context",
+        "grpc-trace-bin",
+        "x-b3-traceid",
+        "x-b3-spanid",
+        "x-b3-parentspanid",
+        "x-b3-sampled",
+        "x-b3-flags",
+        "b3",
+        "sw8",
+    }
+)
+
+
 def forward_headers(
-    incoming: Mapping[str, str], names: tuple[str, ...] = FORWARDED_HEADERS
+    incoming: Mapping[str, str],
+    names: tuple[str, ...] = FORWARDED_HEADERS,
+    *,
+    trace_context: bool = True,
 ) -> dict[str, str]:
-    """Return the headers from `names` present in `incoming` (a case-insensitive mapping)."""
-    return {name: incoming[name] for name in names if incoming.get(name) is not None}
+    """Return the headers from `names` present in `incoming` (a case-insensitive mapping),
+    without the trace context when `trace_context` is False."""
+    return {
+        name: incoming[name]
+        for name in names
+        if incoming.get(name) is not None and (trace_context or name not in TRACE_CONTEXT_HEADERS)
+    }
 
 
 _TRACE_ID = re.compile(r"[0-9a-fA-F]{16}|[0-9a-fA-F]{32}")
@@ -96,10 +129,14 @@ def b3_headers(incoming: Mapping[str, str]) -> dict[str, str]:
     }
 
 
-def productpage_headers(incoming: Mapping[str, str], user: str | None) -> dict[str, str]:
+def productpage_headers(
+    incoming: Mapping[str, str], user: str | None, *, trace_context: bool = True
+) -> dict[str, str]:
     """The headers productpage sends to details, reviews and ratings."""
-    headers = b3_headers(incoming)
-    headers.update(forward_headers(incoming, PRODUCTPAGE_FORWARDED_HEADERS))
+    headers = b3_headers(incoming) if trace_context else {}
+    headers.update(
+        forward_headers(incoming, PRODUCTPAGE_FORWARDED_HEADERS, trace_context=trace_context)
+    )
     if user:
         headers["end-user"] = header_value(user)
     return headers

@@ -59,7 +59,7 @@ def fetch_stars(product_id: int, settings: Settings) -> dict[str, int]:
     url = f"{settings.service_url('ratings')}/ratings/{product_id}"
     response = outbound.try_get(
         url,
-        headers=forward_headers(request.headers),
+        headers=forward_headers(request.headers, trace_context=settings.propagate_trace_headers),
         timeout=settings.ratings_timeout_seconds,
         accept_json=True,
     )

@@ -5,6 +5,9 @@
     istiolab up | down | status                the sandbox mesh (the default target)
     istiolab apply | get | delete | label | rollout    kubectl-shaped commands for the sandbox
     istiolab proxy-config | logs | analyze     istioctl-shaped commands for the sandbox
+    istiolab exec WORKLOAD|--outside-mesh -- CMD   run CMD with a pod's view of the mesh
+    istiolab traces [--service NAME]           recent traces as waterfalls (Zipkin's view)
+    istiolab metrics                           istio_requests_total by caller, callee, outcome
     istiolab up|down --target kind             create or delete the kind cluster with Istio
     istiolab doctor                            check the prerequisites of the kind target
     istiolab --version
@@ -23,7 +26,15 @@ from collections.abc import Sequence
 from . import __version__
 from .errors import EXIT_OK, IstiolabError
 
-COMMAND_MODULES: tuple[str, ...] = ("cluster", "resources", "proxies", "analyze", "validate")
+COMMAND_MODULES: tuple[str, ...] = (
+    "cluster",
+    "resources",
+    "exec",
+    "proxies",
+    "analyze",
+    "validate",
+    "telemetry",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,7 +58,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bookinfo import cli as bookinfo_cli  # Flask and gunicorn: only when needed
 
         return bookinfo_cli.main(argv[1:], prog="istiolab bookinfo")
+    # `istiolab exec ... -- CMD ARGS`: CMD's arguments are its own, not options of istiolab's,
+    # so they are set aside before argparse sees them (as kubectl exec does).
+    command: list[str] = []
+    if argv[:1] == ["exec"] and "--" in argv:
+        cut = argv.index("--")
+        argv, command = argv[:cut], argv[cut + 1 :]
     args = build_parser().parse_args(argv)
+    args.command_line = command
     try:
         return args.handler(args) or EXIT_OK
     except IstiolabError as exc:

@@ -32,7 +32,10 @@ SERVICE_TREE = {
 
 
 def _outgoing_headers() -> dict[str, str]:
-    return productpage_headers(request.headers, current_user())
+    settings: Settings = current_app.config["SETTINGS"]
+    return productpage_headers(
+        request.headers, current_user(), trace_context=settings.propagate_trace_headers
+    )
 
 
 @bp.get("/")

@@ -43,6 +43,15 @@ def register(commands: argparse._SubParsersAction) -> None:
         default=9080,
         help="sandbox: where productpage is forwarded to (like kubectl port-forward)",
     )
+    up.add_argument(
+        "--zipkin-port", type=int, default=9411, help="sandbox: the Zipkin trace collector's port"
+    )
+    up.add_argument(
+        "--metrics-port",
+        type=int,
+        default=15020,
+        help="sandbox: the request metrics' port (Prometheus format, /stats/prometheus)",
+    )
     _context_option(up)
     up.add_argument("--skip-images", action="store_true", help="kind: do not build the images")
     _common_script_options(up)
@@ -101,11 +110,18 @@ def _up(args: argparse.Namespace) -> int:
         return run_script("cluster-up.sh", _script_args(args))
     _sandbox_only(args)
     print("Starting the sandbox mesh (control plane, Bookinfo, proxies) ...", flush=True)
-    state = lifecycle.up(gateway_port=args.gateway_port, port_forward_port=args.port_forward_port)
+    state = lifecycle.up(
+        gateway_port=args.gateway_port,
+        port_forward_port=args.port_forward_port,
+        zipkin_port=args.zipkin_port,
+        metrics_port=args.metrics_port,
+    )
     print_status(state)
     print(
         f"\nproductpage: {state['port_forward']}/productpage (like kubectl port-forward); "
         f"the ingress gateway listens on {state['gateway']} once a Gateway is applied."
+        f"\ntraces: {state['zipkin']} (Zipkin API; istiolab traces); "
+        f"metrics: {state['metrics']} (istiolab metrics)"
     )
     return 0
 

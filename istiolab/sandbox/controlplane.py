@@ -10,8 +10,12 @@ On every change (an apply, a delete, a label, a restart) it does what a cluster 
    the apply fails with the proxy's reason).
 
 Processes: each pod's app (`python -m bookinfo serve ...`), each sidecar's Envoy, the ingress
-gateway's Envoy on 127.0.0.1:8080, and one more Envoy standing in for kube-proxy, through which
-apps without a sidecar reach Services (and which forwards 127.0.0.1:9080 to productpage).
+gateway's Envoy on 127.0.0.1:8080, one more Envoy standing in for kube-proxy, through which
+apps without a sidecar reach Services (and which forwards 127.0.0.1:9080 to productpage), and
+the telemetry process: the Zipkin collector on 127.0.0.1:9411 and the request metrics.
+
+It is also the mesh's certificate authority, as istiod is: every sidecar and the gateway get a
+certificate for their workload's SPIFFE identity, renewed in the background at half its life.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import threading
 import time
 from pathlib import Path
@@ -30,13 +35,23 @@ from .envoy import admin as envoy_admin
 from .envoy import binary, bootstrap, xds_files
 from .model import Gateway, Pod
 from .registry import PortAllocator, Registry
+from .security.ca import CertificateAuthority
+from .security.workload_certs import cert_ttl_from_environ, ensure_workload_secrets
 from .store import Store, load_documents
 from .supervisor import BACKOFF, RUNNING, STARTING, ProcessSpec, Supervisor
+from .telemetry.workloads import write_workloads
 from .translate import proxies
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 INITIAL_STAGE = REPO_ROOT / "manifests" / "stages" / "00-bookinfo"
+# Installed with Istio, as cluster-up.sh does on kind: the mesh-wide tracing settings.
+MESH_TELEMETRY = REPO_ROOT / "manifests" / "istio" / "telemetry.yaml"
 GATEWAY_PORT = 8080
+ZIPKIN_PORT = 9411
+METRICS_PORT = 15020  # pilot-agent's merged-metrics port; here one endpoint for the whole mesh
+TELEMETRY = "istio-system.telemetry"
+# The collector keeps this many spans in memory (about 3 KB each): some 2 000 Bookinfo traces.
+MAX_SPANS = 20_000
 ACK_TIMEOUT = 20.0
 READY_TIMEOUT = 60.0
 KUBE_PROXY = "kube-proxy"
@@ -50,6 +65,8 @@ class ControlPlane:
         state_dir: Path,
         gateway_port: int = GATEWAY_PORT,
         port_forward_port: int = proxies.PORT_FORWARD_PORT,
+        zipkin_port: int = ZIPKIN_PORT,
+        metrics_port: int = METRICS_PORT,
     ) -> None:
         self.state_dir = Path(state_dir)
         self.store = Store.load(self.state_dir / "resources")
@@ -57,6 +74,11 @@ class ControlPlane:
         self.supervisor = Supervisor(self.state_dir / "processes")
         self.gateway_port = gateway_port
         self.port_forward_port = port_forward_port
+        self.zipkin_port = zipkin_port
+        self.metrics_port = metrics_port
+        self.ca = CertificateAuthority.load_or_create(self.state_dir / "ca")
+        self.cert_ttl = cert_ttl_from_environ()
+        self._stopping = threading.Event()
         self._lock = threading.RLock()
         self.version = ""  # of the configuration last written to every proxy
         # The gateway's and kube-proxy's own ports, kept apart from the pods' (the registry frees
@@ -78,15 +100,46 @@ class ControlPlane:
         """Bring the mesh to the stored state (stage 00 on the very first start)."""
         with self._lock:
             if self.store.revision == 0:  # a new sandbox: nothing applied yet
-                result = self.store.apply(load_documents(kustomize_dirs=[INITIAL_STAGE]))
+                result = self.store.apply(
+                    load_documents(paths=[MESH_TELEMETRY], kustomize_dirs=[INITIAL_STAGE])
+                )
                 if not result.ok:
                     raise IstiolabError(
                         "the initial stage does not validate:\n" + format_report(result.report)
                     )
             self.sync()
+        threading.Thread(
+            target=self._renew_certificates, name="certificate-renewal", daemon=True
+        ).start()
 
     def stop(self) -> None:
-        self.supervisor.close(stop_processes=True)
+        self._stopping.set()
+        with self._lock:  # not while a renewal writes certificates
+            self.supervisor.close(stop_processes=True)
+
+    # ------------------------------------------------------------------ certificates
+
+    def _renew_certificates(self) -> None:
+        """Renew each proxy's certificate once it is past half its life, as pilot-agent does.
+
+        A proxy reads its new certificate from its SDS file without a restart; connections open
+        at that moment keep going, new ones use the new certificate.
+        """
+        interval = min(30.0, max(1.0, self.cert_ttl.total_seconds() / 10))
+        while not self._stopping.wait(interval):
+            with self._lock:
+                if self._stopping.is_set():
+                    return
+                for xds_dir, spiffe_id in self._identities():
+                    ensure_workload_secrets(self.ca, xds_dir, spiffe_id, ttl=self.cert_ttl)
+
+    def _identities(self) -> list[tuple[Path, str]]:
+        """Every proxy that holds a workload certificate: the gateway and each sidecar."""
+        found = [(self._xds_dir(GATEWAY), self._gateway().spiffe_id)]
+        for pod in self.registry.pods:
+            if pod.sidecar:
+                found.append((self._xds_dir(_sidecar_name(pod)), pod.spiffe_id))
+        return found
 
     # ------------------------------------------------------------------ the sync loop
 
@@ -103,8 +156,16 @@ class ControlPlane:
             mesh = self.registry.mesh(self.store, self._gateway())
             version = self.version = str(time.time_ns())
             pending: list[tuple[envoy_admin.EnvoyAdmin, envoy_admin.ConfigState | None]] = []
+            write_workloads(self._telemetry_dir() / "workloads.json", mesh)
+            self._ensure_telemetry()
 
-            def push(name: str, admin_port: int, config: proxies.ProxyConfig, node: str) -> None:
+            def push(
+                name: str,
+                admin_port: int,
+                config: proxies.ProxyConfig,
+                node: str,
+                service_cluster: str,
+            ) -> None:
                 xds_dir = self._xds_dir(name)
                 admin = envoy_admin.EnvoyAdmin(
                     admin_port, proxy=name, log_path=self._log(name + ".envoy")
@@ -117,7 +178,7 @@ class ControlPlane:
                     clusters=config.clusters,
                     route_configs=config.routes,
                 )
-                self._ensure_envoy(name, admin_port, node, xds_dir)
+                self._ensure_envoy(name, admin_port, node, service_cluster, xds_dir)
                 pending.append((admin, since))
 
             push(
@@ -130,24 +191,32 @@ class ControlPlane:
                     self.port_forward_port,
                 ),
                 "router~127.0.0.1~kube-proxy.kube-system~kube-system.svc.cluster.local",
+                "kube-proxy.kube-system",
             )
+            gateway_node = bootstrap.gateway_node_id(mesh.gateway)
             push(
                 GATEWAY,
                 self.gateway_admin,
-                proxies.gateway_config(mesh, self._xds_dir(GATEWAY), self._access_log(GATEWAY)),
-                bootstrap.gateway_node_id(mesh.gateway),
+                proxies.gateway_config(
+                    mesh, self._proxy_files(GATEWAY, gateway_node, mesh.gateway.spiffe_id)
+                ),
+                gateway_node,
+                bootstrap.gateway_cluster_name(mesh.gateway),
             )
             for pod in mesh.pods:
                 if pod.sidecar:
                     name = _sidecar_name(pod)
-                    config = proxies.sidecar_config(
-                        mesh, pod, self._xds_dir(name), self._access_log(name)
-                    )
-                    push(name, pod.sidecar.admin_port, config, bootstrap.sidecar_node_id(pod))
+                    node = bootstrap.sidecar_node_id(pod)
+                    files = self._proxy_files(name, node, pod.spiffe_id)
+                    config = proxies.sidecar_config(mesh, pod, files)
+                    cluster = bootstrap.sidecar_cluster_name(pod)
+                    push(name, pod.sidecar.admin_port, config, node, cluster)
             for pod in mesh.pods:
                 self._ensure_app(pod)
             for admin, since in pending:
                 admin.wait_for_version(version, ACK_TIMEOUT, since=since)
+            for admin, _ in pending:
+                admin.wait_until_drained(binary.DRAIN_TIME_S + 1.0)
             self.supervisor.wait_ready(
                 [status.name for status in self.supervisor.status()], timeout=READY_TIMEOUT
             )
@@ -157,6 +226,48 @@ class ControlPlane:
     def _gateway(self) -> Gateway:
         return Gateway(port=self.gateway_port, admin_port=self.gateway_admin)
 
+    def _proxy_files(self, name: str, node_id: str, spiffe_id: str) -> proxies.ProxyFiles:
+        """A mesh proxy's files, its certificate issued (or renewed) first: its listeners and
+        clusters name the certificate's SDS files, which must exist when Envoy reads them."""
+        xds_dir = self._xds_dir(name)
+        ensure_workload_secrets(self.ca, xds_dir, spiffe_id, ttl=self.cert_ttl)
+        return proxies.ProxyFiles(
+            xds_dir=xds_dir,
+            access_log=self._access_log(name),
+            node_id=node_id,
+            telemetry_log=str(self._telemetry_dir() / f"{name}.jsonl"),
+            zipkin_port=self.zipkin_port,
+        )
+
+    def _ensure_telemetry(self) -> None:
+        """The Zipkin collector and the request metrics: one process, started before the
+        proxies that report to it."""
+        if self._running(TELEMETRY):
+            return
+        self.supervisor.start(
+            ProcessSpec(
+                TELEMETRY,
+                [
+                    sys.executable,
+                    "-m",
+                    "istiolab.sandbox.telemetry",
+                    "--state-dir",
+                    str(self.state_dir),
+                    "--zipkin-port",
+                    str(self.zipkin_port),
+                    "--metrics-port",
+                    str(self.metrics_port),
+                    "--max-spans",
+                    str(MAX_SPANS),
+                ],
+                log_path=self._log(TELEMETRY),
+                ready=("http", f"http://127.0.0.1:{self.zipkin_port}/health"),
+                kind="telemetry",
+                ports=(self.zipkin_port, self.metrics_port),
+            ),
+            replace=True,
+        )
+
     def _running(self, name: str) -> bool:
         """Managed and not given up on: running, starting, or waiting out a crash back-off."""
         return any(
@@ -164,10 +275,14 @@ class ControlPlane:
             for s in self.supervisor.status()
         )
 
-    def _ensure_envoy(self, name: str, admin_port: int, node: str, xds_dir: Path) -> None:
+    def _ensure_envoy(
+        self, name: str, admin_port: int, node: str, service_cluster: str, xds_dir: Path
+    ) -> None:
+        """Start the proxy if it does not run. `service_cluster` is Istio's service cluster
+        (productpage.default): the name its spans carry as their service in traces."""
         if self._running(name):
             return
-        config = bootstrap.bootstrap(node, node.split("~")[2], admin_port, xds_dir)
+        config = bootstrap.bootstrap(node, service_cluster, admin_port, xds_dir)
         bootstrap_path = xds_dir / "bootstrap.json"
         bootstrap_path.write_text(json.dumps(config, indent=2))
         self.supervisor.start(
@@ -214,6 +329,11 @@ class ControlPlane:
     def _access_log(self, name: str) -> str:
         return str(self.state_dir / "logs" / f"{name}.access.log")
 
+    def _telemetry_dir(self) -> Path:
+        path = self.state_dir / "telemetry"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
     # ------------------------------------------------------------------ the API
 
     def status(self, _: dict[str, Any]) -> dict[str, Any]:
@@ -241,6 +361,9 @@ class ControlPlane:
             "workloads": workloads,
             "gateway": f"http://127.0.0.1:{self.gateway_port}",
             "port_forward": f"http://127.0.0.1:{self.port_forward_port}",
+            "kube_proxy": f"http://127.0.0.1:{self.kube_proxy_port}",
+            "zipkin": f"http://127.0.0.1:{self.zipkin_port}",
+            "metrics": f"http://127.0.0.1:{self.metrics_port}/stats/prometheus",
             "revision": self.store.revision,
         }
 

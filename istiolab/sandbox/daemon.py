@@ -25,13 +25,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("state_dir", type=Path)
     parser.add_argument("--gateway-port", type=int, default=8080)
     parser.add_argument("--port-forward-port", type=int, default=9080)
+    parser.add_argument("--zipkin-port", type=int, default=9411)
+    parser.add_argument("--metrics-port", type=int, default=15020)
     args = parser.parse_args(argv)
 
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     plane = ControlPlane(
-        args.state_dir, gateway_port=args.gateway_port, port_forward_port=args.port_forward_port
+        args.state_dir,
+        gateway_port=args.gateway_port,
+        port_forward_port=args.port_forward_port,
+        zipkin_port=args.zipkin_port,
+        metrics_port=args.metrics_port,
     )
     server = ApiServer(0, {**plane.routes(), "/shutdown": lambda _: stop.set()})
     info = args.state_dir / INFO_FILE

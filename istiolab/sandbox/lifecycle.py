@@ -27,6 +27,8 @@ STATE_DIR = Path(os.environ.get("ISTIOLAB_STATE_DIR", REPO_ROOT / ".istiolab"))
 START_TIMEOUT = 120.0
 STOP_TIMEOUT = 60.0
 PORT_FORWARD_PORT = 9080
+ZIPKIN_PORT = 9411
+METRICS_PORT = 15020
 _STARTED: list[subprocess.Popen[bytes]] = []
 
 
@@ -44,6 +46,9 @@ def up(
     gateway_port: int = 8080,
     port_forward_port: int = PORT_FORWARD_PORT,
     state_dir: Path = STATE_DIR,
+    *,
+    zipkin_port: int = ZIPKIN_PORT,
+    metrics_port: int = METRICS_PORT,
 ) -> dict[str, Any]:
     """Start the sandbox (or find it running) and return its status once the mesh serves."""
     port = control_plane_port(state_dir)
@@ -63,6 +68,16 @@ def up(
             "the port-forward to productpage",
             f"istiolab up --port-forward-port {port_forward_port + 100}",
         )
+        _require_free(
+            zipkin_port,
+            "the Zipkin trace collector",
+            f"stop the other Zipkin (or Jaeger), or istiolab up --zipkin-port {zipkin_port + 1}",
+        )
+        _require_free(
+            metrics_port,
+            "the request metrics",
+            f"istiolab up --metrics-port {metrics_port + 100}",
+        )
     state_dir.mkdir(parents=True, exist_ok=True)
     log = state_dir / "logs" / "controlplane.log"
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -77,6 +92,10 @@ def up(
                 str(gateway_port),
                 "--port-forward-port",
                 str(port_forward_port),
+                "--zipkin-port",
+                str(zipkin_port),
+                "--metrics-port",
+                str(metrics_port),
             ],
             stdout=output,
             stderr=subprocess.STDOUT,

@@ -91,6 +91,11 @@ class Gateway:
     )
     port: int = 8080  # where learners reach it: http://localhost:8080
     admin_port: int = 15000
+    service_account: str = "istio-ingressgateway-service-account"
+
+    @property
+    def spiffe_id(self) -> str:
+        return f"spiffe://{CLUSTER_DOMAIN}/ns/{self.namespace}/sa/{self.service_account}"
 
 
 @dataclass(frozen=True)

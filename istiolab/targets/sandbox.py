@@ -31,15 +31,16 @@ How each question is answered:
   depends on who calls (an AuthorizationPolicy) must name its `source` explicitly.
 - outside_request: a client in a namespace without injection: no sidecar of its own, plaintext,
   straight to one pod of the Service (short names resolve in `default`, as on kind).
-- traces / request_metrics: not collected yet. The sandbox's trace collector and its metrics
-  arrive with its mTLS, tracing and metrics support; until then both raise TargetUnavailable
-  pointing at the kind target, rather than answer with made-up data.
+- traces / request_metrics: the sandbox's telemetry process, where `/status` says it listens
+  (`zipkin`, `metrics`): Zipkin's query API, as on kind's Zipkin addon (a service name such as
+  "details" finds "details.default"), and the `istio_requests_total` samples of its Prometheus
+  text, counted from what the proxies saw (istiolab.sandbox.telemetry).
 - wait_for_config: every proxy `/proxies` lists (the ingress gateway and each sidecar) runs the
   same LDS, CDS and RDS version, read from its Envoy admin API, until a deadline. `istiolab apply`
   already waits for every proxy's ACK; this covers a check that starts while a change made
   elsewhere is still being pushed. (The kube-proxy stand-in is not a mesh proxy and not listed.)
 
-A sandbox that is not running makes every question except traces and request_metrics raise
+A sandbox that is not running makes every question raise
 TargetUnavailable("the sandbox is not running", fix="istiolab up").
 """
 
@@ -56,6 +57,7 @@ from urllib.parse import SplitResult, urlsplit
 from ..errors import IstiolabError
 from ..sandbox import api, lifecycle
 from ..sandbox.envoy import admin as envoy_admin
+from ..sandbox.telemetry import client as telemetry_client
 from .base import HttpResult, MetricSample, Span, Target, TargetUnavailable, Workload
 from .http import http_request
 from .kind.resources import resource_name
@@ -249,18 +251,29 @@ class SandboxTarget(Target):
     # Telemetry
 
     def traces(self, service: str | None = None, limit: int = 100) -> list[list[Span]]:
-        raise TargetUnavailable(
-            "the sandbox does not collect traces yet",
-            fix="run checks that read traces on the kind target (--target kind), which runs"
-            " Istio's tracing addon",
-        )
+        try:
+            return telemetry_client.fetch_traces(self.telemetry_url("zipkin"), service, limit)
+        except telemetry_client.TelemetryUnavailable as error:
+            raise TargetUnavailable(error.message, fix=error.fix) from None
 
     def request_metrics(self) -> list[MetricSample]:
-        raise TargetUnavailable(
-            "the sandbox does not collect request metrics yet",
-            fix="run checks that read metrics on the kind target (--target kind), which runs"
-            " Prometheus",
-        )
+        try:
+            return telemetry_client.fetch_metrics(self.telemetry_url("metrics"))
+        except telemetry_client.TelemetryUnavailable as error:
+            raise TargetUnavailable(error.message, fix=error.fix) from None
+
+    def telemetry_url(self, key: str) -> str:
+        """Where the telemetry process serves `key`: "zipkin" (Zipkin's API, its base URL) or
+        "metrics" (the Prometheus text), as the control plane's /status says."""
+        url = self._call("/status").get(key)
+        if not url:
+            what = {"zipkin": "Zipkin API", "metrics": "request metrics"}.get(key, key)
+            raise TargetUnavailable(
+                f"the sandbox's control plane does not say where its {what} is served: it"
+                " predates the telemetry process",
+                fix="restart the sandbox: istiolab down, then istiolab up",
+            )
+        return str(url)
 
     # Configuration
 

@@ -29,7 +29,7 @@ from bookinfo_samples import REVIEWS_SUBSETS
 from istiolab.errors import IstiolabError
 from istiolab.sandbox.envoy import admin, binary, bootstrap, xds_files
 from istiolab.sandbox.model import Gateway, Mesh, Pod, Service, ServicePort, SidecarPorts
-from istiolab.sandbox.translate import clusters, listeners
+from istiolab.sandbox.translate import clusters, listeners, tracing
 from live import HOST, Reply, Upstream, closed_port
 
 REVIEWS = "reviews.default.svc.cluster.local"
@@ -864,6 +864,7 @@ def test_every_generated_configuration_passes_envoy_validate(
             [
                 *clusters.outbound_clusters(the_mesh, sidecar),
                 clusters.inbound_cluster(sidecar, the_mesh),
+                tracing.zipkin_cluster(9411),
             ],
             [route_config("http_proxy", f"outbound|9080|v1|{REVIEWS}")],
         ),
@@ -872,7 +873,7 @@ def test_every_generated_configuration_passes_envoy_validate(
             listeners.gateway_listeners(
                 mesh(EVERY_FEATURE, BOOKINFO_GATEWAY), tmp_path, access_log_path="/dev/null"
             ),
-            clusters.outbound_clusters(the_mesh, the_mesh.gateway),
+            [*clusters.outbound_clusters(the_mesh, the_mesh.gateway), tracing.zipkin_cluster(9411)],
             [route_config("http.8080", f"outbound|9080||{REVIEWS}")],
         ),
         "kube-proxy": (
@@ -930,6 +931,7 @@ class LiveProxy:
             *clusters.outbound_clusters(the_mesh, self.proxy),
             clusters.inbound_cluster(reviews_v3, the_mesh),
             *clusters.kube_proxy_clusters(the_mesh),
+            tracing.zipkin_cluster(closed_port()),  # where the inbound listener sends spans
         ]
         lds = [
             listeners.http_proxy_listener(

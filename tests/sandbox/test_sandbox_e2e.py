@@ -35,6 +35,7 @@ from istiolab.errors import IstiolabError
 from istiolab.sandbox import lifecycle
 from istiolab.sandbox.envoy import binary, bootstrap, xds_files
 from live import HOST
+from sandboxes import SandboxPorts, free_port
 
 pytestmark = pytest.mark.sandbox
 
@@ -43,17 +44,12 @@ REVIEWS_ERROR = "Sorry, product reviews are currently unavailable for this book.
 RATINGS_ERROR = "Ratings service is currently unavailable"
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return probe.getsockname()[1]
-
-
 class Sandbox:
     def __init__(self, state_dir: Path) -> None:
         self.state_dir = state_dir
-        self.gateway_port = free_port()
-        self.forward_port = free_port()
+        self.ports = SandboxPorts()
+        self.gateway_port = self.ports.gateway
+        self.forward_port = self.ports.forward
 
     def istiolab(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         result = subprocess.run(
@@ -102,7 +98,7 @@ class Sandbox:
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     root = tmp_path_factory.mktemp("sandbox")
     box = Sandbox(root / "state")
-    lifecycle.up(box.gateway_port, box.forward_port, state_dir=box.state_dir)
+    box.ports.up(box.state_dir)
     try:
         yield box
     finally:
@@ -418,7 +414,7 @@ def test_up_after_a_control_plane_crash_resumes(sandbox: Sandbox) -> None:
         time.sleep(0.05)  # poll interval while the kernel reaps it
     # The mesh keeps serving without its control plane, as proxies do without istiod.
     assert "Book Details" in sandbox.page()
-    lifecycle.up(sandbox.gateway_port, sandbox.forward_port, state_dir=sandbox.state_dir)
+    sandbox.ports.up(sandbox.state_dir)
     after = sandbox.status()["workloads"]
     assert {w["name"] for w in after} == before  # the same pods, adopted, not recreated
     assert all(w["ready"] == "2/2" for w in after if w["name"] in before)

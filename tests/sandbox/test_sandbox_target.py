@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import os
-import socket
+import random
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from istiolab.sandbox import lifecycle
 from istiolab.sandbox.envoy import admin as envoy_admin
 from istiolab.targets import TargetUnavailable
 from istiolab.targets.sandbox import SandboxTarget, owner_deployment, service_name, stale_proxies
-from live import HOST
+from sandboxes import SandboxPorts
 
 pytestmark = pytest.mark.sandbox
 
@@ -31,12 +32,6 @@ BOOKINFO = ("details-v1", "productpage-v1", "ratings-v1", "reviews-v1", "reviews
 
 # Istio's destination-rule-all.yaml and virtual-service-all-v1.yaml, their reviews documents.
 REVIEWS_V1 = REVIEWS_SUBSETS + "---" + virtual_service_to("reviews", "v1")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return probe.getsockname()[1]
 
 
 class Sandbox:
@@ -67,7 +62,7 @@ class Sandbox:
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     box = Sandbox(tmp_path_factory.mktemp("sandbox-target"))
     try:
-        lifecycle.up(free_port(), free_port(), state_dir=box.state_dir)
+        SandboxPorts().up(box.state_dir)
         yield box
     finally:
         lifecycle.down(box.state_dir)
@@ -212,13 +207,22 @@ def test_wait_for_config_names_a_proxy_that_lags(
     assert "ratings-v1-" in raised.value.fix
 
 
-def test_traces_and_metrics_are_not_collected_yet(sandbox: Sandbox) -> None:
-    with pytest.raises(TargetUnavailable, match="does not collect traces yet") as raised:
-        sandbox.target.traces()
-    assert "--target kind" in raised.value.fix
-    with pytest.raises(TargetUnavailable, match="does not collect request metrics yet") as raised:
-        sandbox.target.request_metrics()
-    assert "--target kind" in raised.value.fix
+def test_traces_and_metrics_come_from_the_sandboxs_own_collector(sandbox: Sandbox) -> None:
+    status = lifecycle.status(sandbox.state_dir)
+    assert sandbox.target.telemetry_url("zipkin") == status["zipkin"]
+    assert sandbox.target.telemetry_url("metrics") == status["metrics"]
+    # A request that arrives with a sampled B3 context is traced whatever the sampling rate.
+    trace_id = f"{random.getrandbits(128):032x}"
+    b3 = {"x-b3-traceid": trace_id, "x-b3-spanid": trace_id[:16], "x-b3-sampled": "1"}
+    assert sandbox.target.gateway_request("/productpage", headers=b3).status == 200
+
+    deadline = time.monotonic() + 15
+    while not any(t[0]["traceId"] == trace_id for t in sandbox.target.traces(limit=50)):
+        assert time.monotonic() < deadline, "the trace never reached the collector"
+        time.sleep(0.5)  # poll interval while the proxies flush their spans (every second)
+    samples = sandbox.target.request_metrics()
+    assert all(s.name == "istio_requests_total" for s in samples)
+    assert any(s.labels.get("destination_workload") == "productpage-v1" for s in samples)
 
 
 @pytest.mark.parametrize(

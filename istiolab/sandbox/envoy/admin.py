@@ -38,6 +38,7 @@ _VERSION_STATS = "version_text$"
 _REJECTION_STATS = (
     r"(listener_manager\.lds|cluster_manager\.cds|\.rds\..*)\.update_(rejected|failure)$"
 )
+_DRAINING_STATS = r"^listener_manager\.total_(listeners|filter_chains)_draining$"
 _HCM = "envoy.filters.network.http_connection_manager"
 # "[2026-01-01 10:00:00.000][123][warning][config] [source/...cc:81] the message"
 _LOG_PREFIX = re.compile(r"^(?:\[[^\]]*\]){4} \[[^\]]*\] ")
@@ -204,6 +205,24 @@ class EnvoyAdmin:
             for name, value in self.stats(_REJECTION_STATS).items()
             if isinstance(value, int)
         }
+
+    def draining(self) -> int:
+        """Listeners and filter chains still serving connections opened before an update."""
+        gauges = self.stats(_DRAINING_STATS)
+        return sum(int(value) for value in gauges.values() if isinstance(value, int))
+
+    def wait_until_drained(self, timeout: float) -> None:
+        """Return once no connection is served by a listener or filter chain an update replaced
+        (a connection kept open by a client would otherwise still see the old rules), or after
+        `timeout`: Envoy closes what is left at the end of its drain time anyway."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if self.draining() == 0:
+                    return
+            except AdminUnavailable:
+                return  # restarting: it has no old connections left either
+            time.sleep(0.05)  # poll interval while old connections close
 
     def snapshot(self) -> ConfigState:
         """Take this before writing new files; pass it to wait_for_version as `since`."""

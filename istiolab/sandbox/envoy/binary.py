@@ -28,8 +28,10 @@ ENVOY_VERSION = "1.40.0"  # the version the translation is written and tested ag
 # learner (or a check) reading an access log right after a request; Istio uses 1 s.
 FILE_FLUSH_INTERVAL_MS = 100
 # How long a listener replaced or removed through LDS keeps serving its open connections. Istio
-# drains for 45 s; a sandbox only needs in-flight loopback requests to finish.
-DRAIN_TIME_S = 5
+# drains for 45 s; a sandbox only needs in-flight loopback requests to finish, and an apply that
+# changes a listener (a new PeerAuthentication or AuthorizationPolicy) waits for the drain to end
+# (admin.wait_until_drained), so that no request is served by the old rules after it returns.
+DRAIN_TIME_S = 2
 
 
 def _install_fix() -> str:

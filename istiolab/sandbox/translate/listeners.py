@@ -25,9 +25,14 @@ timeouts, no request IDs, no `x-envoy-*` headers.
 Each HTTP connection manager carries Istio's settings (stat prefix `<direction>_<name>`, path
 normalisation, websocket upgrades, no stream idle timeout, UUID request IDs) and Istio's HTTP
 filters that stock Envoy has: fault and CORS (routes turn them on per route), then the router.
-Access logs, when asked for, use Istio's default text format.
-Not here yet: PeerAuthentication/mTLS filter chains and RBAC on the inbound listener
-(reference sections 3 and 4), tracing (section 6.1).
+Access logs, when asked for, use Istio's default text format; a second access log, in JSON,
+feeds the sandbox's request metrics (telemetry/access_log.py). Tracing follows the Telemetry
+API (tracing.py).
+
+Security lives on the inbound side: the inbound listener's filter chains follow the workload's
+PeerAuthentication (mtls.py: mTLS only, mTLS or plaintext, plaintext only), and its connection
+manager runs the AuthorizationPolicy RBAC filters (authorization.py) before any other. The
+ingress gateway runs the RBAC filters of the policies that select it.
 """
 
 from __future__ import annotations
@@ -39,7 +44,8 @@ from typing import Any
 
 from ..envoy import xds_files
 from ..model import Gateway, Mesh, Pod, Service, SidecarPorts
-from . import clusters, names, routes
+from ..telemetry import access_log as telemetry_log
+from . import authorization, clusters, mtls, names, peer_authentication, routes, tracing
 
 HCM = "envoy.filters.network.http_connection_manager"
 _HCM_TYPE = (
@@ -110,11 +116,33 @@ def sidecar_listeners(
     *,
     mesh: Mesh | None = None,
     access_log_path: str | os.PathLike[str] | None = None,
+    telemetry_log_path: str | os.PathLike[str] | None = None,
+    node_id: str = "",
+    sds_dir: str | os.PathLike[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """Both listeners of a pod's sidecar: the HTTP proxy its app calls through, and its inbound."""
+    """Both listeners of a pod's sidecar: the HTTP proxy its app calls through, and its inbound.
+
+    `telemetry_log_path` is where the JSON access log for the request metrics goes, `node_id`
+    the proxy's node id written in it; `sds_dir` holds the workload's certificate (without one
+    the sidecar cannot do mTLS).
+    """
     return [
-        http_proxy_listener(pod, xds_dir, access_log_path=access_log_path),
-        inbound_listener(pod, mesh=mesh, access_log_path=access_log_path),
+        http_proxy_listener(
+            pod,
+            xds_dir,
+            mesh=mesh,
+            access_log_path=access_log_path,
+            telemetry_log_path=telemetry_log_path,
+            node_id=node_id,
+        ),
+        inbound_listener(
+            pod,
+            mesh=mesh,
+            access_log_path=access_log_path,
+            telemetry_log_path=telemetry_log_path,
+            node_id=node_id,
+            sds_dir=sds_dir,
+        ),
     ]
 
 
@@ -122,7 +150,10 @@ def http_proxy_listener(
     pod: Pod,
     xds_dir: str | os.PathLike[str],
     *,
+    mesh: Mesh | None = None,
     access_log_path: str | os.PathLike[str] | None = None,
+    telemetry_log_path: str | os.PathLike[str] | None = None,
+    node_id: str = "",
 ) -> dict[str, Any]:
     """127.0.0.1:<outbound_port>, the app's HTTP_PROXY, routing with `http_proxy` from its file."""
     port = _sidecar(pod).outbound_port
@@ -131,6 +162,8 @@ def http_proxy_listener(
         f"outbound_{name}",
         access_log_path=access_log_path,
         use_remote_address=False,
+        telemetry=_telemetry_log(telemetry_log_path, "source", node_id),
+        tracing=_tracing(mesh, pod.namespace, pod.labels, _canonical_service(pod)),
     )
     hcm["http_protocol_options"] = {"allow_absolute_url": True}
     hcm["rds"] = xds_files.rds_config_source(xds_dir, HTTP_PROXY_ROUTE_CONFIG)
@@ -142,11 +175,15 @@ def inbound_listener(
     *,
     mesh: Mesh | None = None,
     access_log_path: str | os.PathLike[str] | None = None,
+    telemetry_log_path: str | os.PathLike[str] | None = None,
+    node_id: str = "",
+    sds_dir: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """127.0.0.1:<inbound_port>, in front of the app, always routing to `inbound|<port>||`.
 
     The route is istiod's default inbound route: no timeout, and (since Istio 1.31) a retry only
-    for requests the app reset before answering anything.
+    for requests the app reset before answering anything. Its filter chains follow the port's
+    PeerAuthentication mode, and its RBAC filters the AuthorizationPolicies that select the pod.
     """
     port = clusters.inbound_port(pod, mesh)
     cluster = names.inbound_cluster(port)
@@ -178,15 +215,42 @@ def inbound_listener(
     }
     inbound_port = _sidecar(pod).inbound_port
     name = listener_name(pod.address, inbound_port)
+    istio = mesh.istio if mesh is not None else {}
     hcm = _connection_manager(
         f"inbound_{name}",
         access_log_path=access_log_path,
         use_remote_address=False,
         server_name=_SERVER_NAME,
         forward_client_cert_details="APPEND_FORWARD",
+        telemetry=_telemetry_log(telemetry_log_path, "destination", node_id),
+        tracing=_tracing(mesh, pod.namespace, pod.labels, _canonical_service(pod)),
+        rbac=authorization.rbac_http_filters(
+            istio.get("AuthorizationPolicy", ()),
+            pod.namespace,
+            pod.labels,
+            listener_ports={port: inbound_port},
+        ),
     )
+    # The app sees who called: x-forwarded-client-cert with the caller's SPIFFE id (URI=...).
+    hcm["set_current_client_cert_details"] = {"subject": True, "uri": True, "dns": True}
     hcm["route_config"] = route_config
-    return _listener(name, pod.address, inbound_port, "INBOUND", hcm)
+    mode = peer_authentication.mtls_mode(
+        istio.get("PeerAuthentication", ()), pod.namespace, pod.labels, port
+    )
+    listener = _listener(name, pod.address, inbound_port, "INBOUND", hcm)
+    listener["filter_chains"] = mtls.inbound_filter_chains(
+        mode, listener["filter_chains"][0]["filters"], sds_dir
+    )
+    if any(
+        chain["filter_chain_match"].get("transport_protocol") == "tls"
+        for chain in listener["filter_chains"]
+    ):
+        # Istio's listener filters: the TLS inspector reads the ClientHello so Envoy can pick a
+        # chain; it waits as long as the client takes (meshConfig.protocolDetectionTimeout 0s).
+        listener["listener_filters"] = [copy.deepcopy(mtls.TLS_INSPECTOR)]
+        listener["listener_filters_timeout"] = "0s"
+        listener["continue_on_listener_filters_timeout"] = True
+    return listener
 
 
 def gateway_listeners(
@@ -194,6 +258,8 @@ def gateway_listeners(
     xds_dir: str | os.PathLike[str],
     *,
     access_log_path: str | os.PathLike[str] | None = None,
+    telemetry_log_path: str | os.PathLike[str] | None = None,
+    node_id: str = "",
 ) -> list[dict[str, Any]]:
     """The ingress gateway's listeners: one per port that an applied Istio Gateway opens.
 
@@ -207,6 +273,9 @@ def gateway_listeners(
             port=port,
             listen_port=routes.gateway_listen_port(mesh, port),
             access_log_path=access_log_path,
+            telemetry_log_path=telemetry_log_path,
+            node_id=node_id,
+            mesh=mesh,
         )
         for port in routes.gateway_ports(mesh)
     ]
@@ -219,6 +288,9 @@ def gateway_listener(
     port: int = GATEWAY_HTTP_PORT,
     listen_port: int | None = None,
     access_log_path: str | os.PathLike[str] | None = None,
+    telemetry_log_path: str | os.PathLike[str] | None = None,
+    node_id: str = "",
+    mesh: Mesh | None = None,
 ) -> dict[str, Any]:
     """One HTTP listener of the ingress gateway, for the gateway pod's `port` (8080 for a Gateway
     server on port 80 or 8080): named `0.0.0.0_<port>` and routing with `http.<port>` as istiod
@@ -227,12 +299,23 @@ def gateway_listener(
     if listen_port is None:
         listen_port = gateway.port if port == GATEWAY_HTTP_PORT else port
     name = listener_name("0.0.0.0", port)  # noqa: S104 - a name; the bind is loopback
+    istio = mesh.istio if mesh is not None else {}
     hcm = _connection_manager(
         f"outbound_{name}",
         access_log_path=access_log_path,
         use_remote_address=True,
         server_name=_SERVER_NAME,
         forward_client_cert_details="SANITIZE_SET",
+        telemetry=_telemetry_log(telemetry_log_path, "source", node_id),
+        tracing=_tracing(
+            mesh, gateway.namespace, gateway.labels, gateway.name, spawn_upstream_span=True
+        ),
+        rbac=authorization.rbac_http_filters(
+            istio.get("AuthorizationPolicy", ()),
+            gateway.namespace,
+            gateway.labels,
+            listener_ports={port: listen_port},
+        ),
     )
     hcm["rds"] = xds_files.rds_config_source(xds_dir, routes.gateway_route_config_name(port))
     return _listener(name, "127.0.0.1", listen_port, "OUTBOUND", hcm)
@@ -342,6 +425,9 @@ def _connection_manager(
     use_remote_address: bool,
     server_name: str | None = None,
     forward_client_cert_details: str | None = None,
+    telemetry: dict[str, Any] | None = None,
+    tracing: dict[str, Any] | None = None,
+    rbac: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     hcm: dict[str, Any] = {
         "@type": _HCM_TYPE,
@@ -358,10 +444,56 @@ def _connection_manager(
         hcm["server_name"] = server_name
     if forward_client_cert_details:
         hcm["forward_client_cert_details"] = forward_client_cert_details
+    logs = []
     if access_log_path is not None:
-        hcm["access_log"] = [access_log(access_log_path)]
-    hcm["http_filters"] = copy.deepcopy(list(_ISTIO_HTTP_FILTERS))
+        logs.append(access_log(access_log_path))
+    if telemetry is not None:
+        logs.append(telemetry)
+    if logs:
+        hcm["access_log"] = logs
+    if tracing is not None:
+        hcm["tracing"] = tracing
+    # Authorization first (AUDIT, DENY, ALLOW), so a denied request meets no fault injection.
+    hcm["http_filters"] = [*(rbac or []), *copy.deepcopy(list(_ISTIO_HTTP_FILTERS))]
     return hcm
+
+
+def _telemetry_log(
+    path: str | os.PathLike[str] | None, reporter: str, node_id: str
+) -> dict[str, Any] | None:
+    if path is None:
+        return None
+    return telemetry_log.envoy_access_log(path, reporter=reporter, proxy_id=node_id)
+
+
+def _tracing(
+    mesh: Mesh | None,
+    namespace: str,
+    labels: Mapping[str, str],
+    canonical_service: str,
+    *,
+    spawn_upstream_span: bool = False,
+) -> dict[str, Any] | None:
+    if mesh is None:
+        return None
+    settings = tracing.settings_for(mesh.istio.get("Telemetry", ()), namespace, labels)
+    return tracing.connection_manager_tracing(
+        settings,
+        canonical_service=canonical_service,
+        namespace=namespace,
+        spawn_upstream_span=spawn_upstream_span,
+    )
+
+
+def _canonical_service(pod: Pod) -> str:
+    """Istio's canonical service name: the label that names it, else the app label."""
+    labels = pod.labels
+    return (
+        labels.get("service.istio.io/canonical-name")
+        or labels.get("app.kubernetes.io/name")
+        or labels.get("app")
+        or pod.deployment
+    )
 
 
 def _listener(

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..model import Mesh, Pod
-from . import clusters, listeners, routes
+from ..telemetry import access_log as telemetry_log
+from . import clusters, listeners, routes, tracing
 
 PORT_FORWARD_SERVICE = "productpage"
 PORT_FORWARD_PORT = 9080
@@ -28,22 +29,84 @@ class ProxyConfig:
     clusters: list[dict[str, Any]] = field(default_factory=list)
 
 
-def sidecar_config(
-    mesh: Mesh, pod: Pod, xds_dir: str | os.PathLike[str], access_log: str
-) -> ProxyConfig:
+@dataclass(frozen=True)
+class ProxyFiles:
+    """Where one proxy's files are, and who it is in them.
+
+    `xds_dir` holds its configuration (and its certificate's SDS files, when `has_certificate`);
+    `access_log` is the text log a learner reads, `telemetry_log` the JSON one the request
+    metrics come from; `node_id` is its node id, which it also sends with every request so the
+    proxy at the other end can tell who called (istio-proxy's metadata exchange does the same).
+    """
+
+    xds_dir: str | os.PathLike[str]
+    access_log: str
+    node_id: str
+    telemetry_log: str | None = None
+    has_certificate: bool = True
+    zipkin_port: int = tracing.ZIPKIN_PORT
+
+    @property
+    def sds_dir(self) -> str | os.PathLike[str] | None:
+        return self.xds_dir if self.has_certificate else None
+
+
+def sidecar_config(mesh: Mesh, pod: Pod, files: ProxyFiles) -> ProxyConfig:
     return ProxyConfig(
-        listeners=listeners.sidecar_listeners(pod, xds_dir, mesh=mesh, access_log_path=access_log),
-        routes=routes.sidecar_route_configs(mesh, pod),
-        clusters=[*clusters.outbound_clusters(mesh, pod), clusters.inbound_cluster(pod, mesh)],
+        listeners=listeners.sidecar_listeners(
+            pod,
+            files.xds_dir,
+            mesh=mesh,
+            access_log_path=files.access_log,
+            telemetry_log_path=files.telemetry_log,
+            node_id=files.node_id,
+            sds_dir=files.sds_dir,
+        ),
+        routes=[
+            _with_peer_header(config, files.node_id)
+            for config in routes.sidecar_route_configs(mesh, pod)
+        ],
+        clusters=[
+            *clusters.outbound_clusters(mesh, pod, sds_dir=files.sds_dir),
+            clusters.inbound_cluster(pod, mesh),
+            tracing.zipkin_cluster(files.zipkin_port),
+        ],
     )
 
 
-def gateway_config(mesh: Mesh, xds_dir: str | os.PathLike[str], access_log: str) -> ProxyConfig:
+def gateway_config(mesh: Mesh, files: ProxyFiles) -> ProxyConfig:
     return ProxyConfig(
-        listeners=listeners.gateway_listeners(mesh, xds_dir, access_log_path=access_log),
-        routes=routes.gateway_route_configs(mesh),
-        clusters=clusters.outbound_clusters(mesh, mesh.gateway),
+        listeners=listeners.gateway_listeners(
+            mesh,
+            files.xds_dir,
+            access_log_path=files.access_log,
+            telemetry_log_path=files.telemetry_log,
+            node_id=files.node_id,
+        ),
+        routes=[
+            _with_peer_header(config, files.node_id)
+            for config in routes.gateway_route_configs(mesh)
+        ],
+        clusters=[
+            *clusters.outbound_clusters(mesh, mesh.gateway, sds_dir=files.sds_dir),
+            tracing.zipkin_cluster(files.zipkin_port),
+        ],
     )
+
+
+def _with_peer_header(route_config: dict[str, Any], node_id: str) -> dict[str, Any]:
+    """Every request the proxy sends carries its node id, for the receiving proxy's metrics."""
+    if not node_id:
+        return route_config
+    return {
+        **route_config,
+        "request_headers_to_add": [
+            {
+                "header": {"key": telemetry_log.PEER_HEADER, "value": node_id},
+                "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+            }
+        ],
+    }
 
 
 def kube_proxy_config(
