@@ -15,7 +15,14 @@ Everything is measured in one run, on one machine, side by side:
    inbound listener, and through productpage's sidecar (as an HTTP proxy) and then the reviews
    sidecar, --requests sequential keep-alive requests each, interleaved;
 4. memory: PSS and RSS of every process the sandbox runs (the control plane, every app with its
-   gunicorn worker, every sidecar, the ingress gateway and the kube-proxy stand-in).
+   gunicorn worker, every sidecar, the ingress gateway, the kube-proxy stand-in and the
+   telemetry process);
+5. mTLS on versus off: GET /reviews/0 through productpage's sidecar and the reviews sidecar, to
+   two subsets of the same reviews v1 pod, one with Istio's mutual TLS (the default) and one
+   with `tls: DISABLE`, --requests interleaved keep-alive requests each;
+6. the trace collector's ingest: spans shaped like Envoy's, in Envoy's batches, POSTed at the
+   rate 500 Bookinfo requests/s produce (spans per request counted on a real traced request),
+   for INGEST_SECONDS, then as fast as the client can; every span must be stored.
 
 Every sandbox runs on free ports in a temporary directory and is stopped (`lifecycle.down`) in a
 `finally`; the benchmark then checks that none of its processes is left. It writes JSON to
@@ -47,6 +54,7 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from istiolab.errors import IstiolabError
 from istiolab.sandbox import api, lifecycle
@@ -77,9 +85,25 @@ GOAL_COLD_START_S = 5.0
 GOAL_APPLY_P95_S = 1.0
 GOAL_HOP_P50_MS = 1.0
 GOAL_MEMORY_MB = 600.0
+GOAL_MTLS_EXTRA_P50_MS = 0.5
+GOAL_INGEST_REQUESTS_PER_S = 500
+INGEST_SECONDS = 10.0
+INGEST_BATCH = 100  # spans per POST: the proxies' tracing.zipkin.min_flush_spans
+INGEST_SENDERS = 4
 
 STAR = "glyphicon glyphicon-star"
 SERVED_BY = "Reviews served by: reviews-"
+
+# Every request traced: the mesh-wide Telemetry at 100%, to count one request's spans.
+TRACE_ALL = """
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {name: mesh-default, namespace: istio-system}
+spec:
+  tracing:
+  - providers: [{name: zipkin}]
+    randomSamplingPercentage: 100.0
+"""
 
 # The reviews subsets and Istio's bookinfo-gateway.yaml, as the tests apply them.
 DESTINATION_RULE_AND_GATEWAY = REVIEWS_SUBSETS + "---" + BOOKINFO_GATEWAY
@@ -189,6 +213,8 @@ class Sandbox:
         self.state_dir = state_dir
         self.gateway_port = free_port()
         self.forward_port = free_port()
+        self.zipkin_port = free_port()
+        self.metrics_port = free_port()
         self.started = False
         # Every process seen (pid -> start time), to check that down() stopped them all.
         self.known: dict[int, str] = {}
@@ -196,7 +222,13 @@ class Sandbox:
 
     def up(self) -> dict[str, Any]:
         self.started = True  # even if up() fails half-way, down() must clean up
-        return lifecycle.up(self.gateway_port, self.forward_port, state_dir=self.state_dir)
+        return lifecycle.up(
+            self.gateway_port,
+            self.forward_port,
+            state_dir=self.state_dir,
+            zipkin_port=self.zipkin_port,
+            metrics_port=self.metrics_port,
+        )
 
     def down(self) -> None:
         for command in self.commands:  # one still running if the run was interrupted
@@ -589,6 +621,270 @@ def hop_latency(box: Sandbox, requests: int) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------------
+# 5. mTLS on versus off
+# --------------------------------------------------------------------------------------------
+
+# Two subsets of the same pod, reviews v1: one reached with Istio's mutual TLS (auto-mTLS, the
+# default), one with `tls: DISABLE`; a header picks the plaintext one. Both paths cross the same
+# two sidecars, so the only difference is the TLS between them.
+MTLS_ON_AND_OFF = """
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+  subsets:
+  - name: v1
+    labels: {version: v1}
+  - name: v1-plaintext
+    labels: {version: v1}
+    trafficPolicy: {tls: {mode: DISABLE}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  http:
+  - match: [{headers: {x-bench-tls: {exact: "off"}}}]
+    route: [{destination: {host: reviews, subset: v1-plaintext}}]
+  - route: [{destination: {host: reviews, subset: v1}}]
+"""
+
+
+def mtls_latency(box: Sandbox, work: Path, requests: int) -> dict[str, Any]:
+    path = work / "mtls-on-and-off.yaml"
+    path.write_text(MTLS_ON_AND_OFF)
+    box.run_cli("apply", "-f", str(path))
+    productpage = _pod(box.api("/proxies"), app="productpage")
+    target = "http://reviews:9080/reviews/0"
+    variants = {
+        "mtls": {"Host": "reviews:9080"},
+        "plaintext": {"Host": "reviews:9080", "x-bench-tls": "off"},
+    }
+    clients = {name: KeepAlive(productpage["outbound_port"]) for name in variants}
+    latencies: dict[str, list[float]] = {name: [] for name in variants}
+    try:
+        for index in range(LATENCY_WARMUP + requests):
+            for name, headers in variants.items():  # interleaved, as in 3.
+                began = time.perf_counter()
+                status, _ = clients[name].get(target, headers)
+                elapsed = time.perf_counter() - began
+                if status != 200:
+                    raise BenchmarkError(f"{name}: GET {target} answered {status}")
+                if index >= LATENCY_WARMUP:
+                    latencies[name].append(elapsed)
+    finally:
+        for client in clients.values():
+            client.close()
+    # Proof that the two paths differ as intended: TLS handshakes on one cluster only.
+    handshakes = _cluster_handshakes(productpage["admin_port"])
+    if not handshakes.get("v1") or handshakes.get("v1-plaintext"):
+        raise BenchmarkError(f"the mTLS and plaintext subsets did not behave so: {handshakes}")
+    figures = {
+        name: {
+            "p50_ms": _round(_percentile(values, 50) * 1000),
+            "p99_ms": _round(_percentile(values, 99) * 1000),
+        }
+        for name, values in latencies.items()
+    }
+    return {
+        "requests_per_path": requests,
+        "paths": figures,
+        "tls_handshakes_by_subset": handshakes,
+        "extra_ms": {
+            stat: _round(figures["mtls"][stat] - figures["plaintext"][stat])
+            for stat in ("p50_ms", "p99_ms")
+        },
+        "ratio_p50": _ratio(figures["mtls"]["p50_ms"], figures["plaintext"]["p50_ms"]),
+    }
+
+
+def _cluster_handshakes(admin_port: int) -> dict[str, int]:
+    """TLS handshakes productpage's sidecar made, per reviews subset cluster."""
+    with contextlib.closing(http.client.HTTPConnection(HOST, admin_port, timeout=5)) as admin:
+        admin.request("GET", "/stats?format=json&filter=" + quote(r"reviews.*ssl\.handshake$"))
+        stats = json.loads(admin.getresponse().read())["stats"]
+    found = {}
+    for stat in stats:
+        subset = stat["name"].split("|")[2] if stat["name"].count("|") >= 3 else ""
+        if subset:
+            found[subset] = int(stat["value"])
+    return found
+
+
+# --------------------------------------------------------------------------------------------
+# 6. The trace collector's ingest
+# --------------------------------------------------------------------------------------------
+
+RECORDED_SPANS = ROOT / "tests" / "fixtures" / "telemetry" / "envoy-span-posts.recorded.json"
+
+
+def spans_per_request(box: Sandbox) -> int:
+    """How many spans one Bookinfo page makes, counted on a real traced request."""
+    trace_id = os.urandom(16).hex()
+    headers = {"x-b3-traceid": trace_id, "x-b3-spanid": trace_id[16:], "x-b3-sampled": "1"}
+    client = KeepAlive(box.gateway_port)
+    try:
+        status, _ = client.get("/productpage", headers)
+    finally:
+        client.close()
+    if status != 200:
+        raise BenchmarkError(f"the traced request answered {status}")
+    deadline = time.monotonic() + 20
+    count, stable_since = 0, time.monotonic()
+    while time.monotonic() < deadline:
+        url = f"/api/v2/trace/{trace_id}"
+        with contextlib.closing(http.client.HTTPConnection(HOST, box.zipkin_port, timeout=5)) as c:
+            c.request("GET", url)
+            response = c.getresponse()
+            body = response.read()
+        now = len(json.loads(body)) if response.status == 200 else 0
+        if now != count:
+            count, stable_since = now, time.monotonic()
+        elif count and time.monotonic() - stable_since > 2.5:  # two flush intervals, no news
+            return count
+        time.sleep(0.25)  # poll interval while the proxies flush their spans
+    raise BenchmarkError(f"the traced request's spans did not settle (last count {count})")
+
+
+def _span_templates() -> list[dict[str, Any]]:
+    posts = json.loads(RECORDED_SPANS.read_text())
+    return [span for post in posts for span in json.loads(post["body"])]
+
+
+def _batch(templates: list[dict[str, Any]], spans_each: int, count: int) -> bytes:
+    """`count` spans in traces of `spans_each`, each trace with a new id, as JSON."""
+    spans = []
+    for index in range(count):
+        if index % spans_each == 0:
+            trace_id = os.urandom(16).hex()
+        span = dict(templates[index % len(templates)])
+        span.update(traceId=trace_id, id=os.urandom(8).hex())
+        span["timestamp"] = int(time.time() * 1_000_000)
+        spans.append(span)
+    return json.dumps(spans).encode()
+
+
+def collector_ingest(work: Path, spans_each: int) -> dict[str, Any]:
+    """Run the telemetry process alone and send it spans, paced, then as fast as possible."""
+    state = work / "collector"
+    (state / "telemetry").mkdir(parents=True)
+    zipkin, metrics = free_port(), free_port()
+    target_rate = GOAL_INGEST_REQUESTS_PER_S * spans_each
+    capacity = int(target_rate * INGEST_SECONDS * 3)  # room for both phases: nothing evicted
+    process = subprocess.Popen(
+        [
+            sys.executable, "-m", "istiolab.sandbox.telemetry", "--state-dir", str(state),
+            "--zipkin-port", str(zipkin), "--metrics-port", str(metrics),
+            "--max-spans", str(capacity),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        _wait_healthy(zipkin)
+        templates = _span_templates()
+        batches = [_batch(templates, spans_each, INGEST_BATCH) for _ in range(50)]
+        paced = _send_spans(zipkin, batches, target_rate, INGEST_SECONDS, process.pid)
+        flat_out = _send_spans(zipkin, batches, None, INGEST_SECONDS / 2, process.pid)
+        health = _health(zipkin)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    sent = paced["spans_sent"] + flat_out["spans_sent"]
+    return {
+        "spans_per_request": spans_each,
+        "batch": INGEST_BATCH,
+        "target_spans_per_s": target_rate,
+        "paced": paced,
+        "as_fast_as_possible": flat_out,
+        "collector": health,
+        "lost": sent - int(health.get("received_spans", 0)),
+        "dropped": int(health.get("evicted_spans", 0)) + int(health.get("rejected_messages", 0)),
+    }
+
+
+def _wait_healthy(port: int) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError, http.client.HTTPException):
+            if _health(port) is not None:
+                return
+        time.sleep(0.1)  # poll interval while the collector starts
+    raise BenchmarkError("the telemetry process did not start")
+
+
+def _health(port: int) -> dict[str, Any]:
+    with contextlib.closing(http.client.HTTPConnection(HOST, port, timeout=5)) as connection:
+        connection.request("GET", "/health")
+        return json.loads(connection.getresponse().read())["zipkin"]
+
+
+def _send_spans(
+    port: int, batches: list[bytes], rate: float | None, seconds: float, pid: int
+) -> dict[str, Any]:
+    """POST batches from INGEST_SENDERS threads for `seconds`, at `rate` spans/s in total (or
+    unpaced), chunked as Envoy sends them. Returns what was sent and the collector's CPU."""
+    sent = [0] * INGEST_SENDERS
+    errors: list[str] = []
+    interval = INGEST_BATCH * INGEST_SENDERS / rate if rate else 0.0
+    began = time.perf_counter()
+    cpu_before = _cpu_seconds(pid)
+
+    def sender(index: int) -> None:
+        connection = http.client.HTTPConnection(HOST, port, timeout=REQUEST_TIMEOUT_S)
+        next_at = began + interval * index / INGEST_SENDERS
+        try:
+            while time.perf_counter() - began < seconds:
+                if interval:
+                    time.sleep(max(0.0, next_at - time.perf_counter()))
+                    next_at += interval
+                body = batches[(sent[index] // INGEST_BATCH) % len(batches)]
+                connection.putrequest("POST", "/api/v2/spans")
+                connection.putheader("Content-Type", "application/json")
+                connection.putheader("Transfer-Encoding", "chunked")
+                connection.endheaders()
+                connection.send(b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body))
+                response = connection.getresponse()
+                response.read()
+                if response.status != 202:
+                    errors.append(f"POST answered {response.status}")
+                    return
+                sent[index] += INGEST_BATCH
+        except (OSError, http.client.HTTPException) as exc:
+            errors.append(repr(exc))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=sender, args=(i,)) for i in range(INGEST_SENDERS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - began
+    if errors:
+        raise BenchmarkError(f"sending spans failed: {errors[0]}")
+    cpu = _cpu_seconds(pid) - cpu_before
+    return {
+        "seconds": round(elapsed, 2),
+        "spans_sent": sum(sent),
+        "spans_per_s": round(sum(sent) / elapsed),
+        "collector_cpu_share_of_one_core": round(cpu / elapsed, 3),
+    }
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = _stat_fields(pid) or []
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks if len(fields) > 12 else 0.0
+
+
+# --------------------------------------------------------------------------------------------
 # 4. Memory, and which processes belong to the sandbox
 # --------------------------------------------------------------------------------------------
 
@@ -823,6 +1119,8 @@ def goals(result: dict[str, Any]) -> list[dict[str, Any]]:
     apply = result["apply"]
     hop = result["latency"]["per_hop_ms"]["p50_ms"]
     mem = result["memory_after_load"]["total"]
+    mtls = result["mtls"]
+    ingest = result["collector_ingest"]
     worst_hop = max(hop["server_sidecar_minus_direct"], hop["two_sidecars_minus_direct_halved"])
     return [
         {
@@ -843,6 +1141,24 @@ def goals(result: dict[str, Any]) -> list[dict[str, Any]]:
             "measured": f"server sidecar - direct {hop['server_sidecar_minus_direct']:.3f} ms; "
             f"(two sidecars - direct) / 2 {hop['two_sidecars_minus_direct_halved']:.3f} ms",
             "met": worst_hop < GOAL_HOP_P50_MS,
+        },
+        {
+            "goal": f"latency mTLS adds per hop at p50 < {GOAL_MTLS_EXTRA_P50_MS:g} ms",
+            "measured": f"mTLS {mtls['paths']['mtls']['p50_ms']:.3f} ms, plaintext "
+            f"{mtls['paths']['plaintext']['p50_ms']:.3f} ms: "
+            f"{mtls['extra_ms']['p50_ms']:.3f} ms extra",
+            "met": mtls["extra_ms"]["p50_ms"] < GOAL_MTLS_EXTRA_P50_MS,
+        },
+        {
+            "goal": f"the collector ingests the spans of {GOAL_INGEST_REQUESTS_PER_S} requests/s "
+            "without drops",
+            "measured": f"{ingest['paced']['spans_per_s']} spans/s asked "
+            f"{ingest['target_spans_per_s']} ({ingest['spans_per_request']} per request), "
+            f"{ingest['lost'] + ingest['dropped']} lost; up to "
+            f"{ingest['as_fast_as_possible']['spans_per_s']} spans/s unpaced",
+            "met": ingest["lost"] == 0
+            and ingest["dropped"] == 0
+            and ingest["paced"]["spans_per_s"] >= 0.95 * ingest["target_spans_per_s"],
         },
         {
             "goal": f"resident memory of the whole mesh (PSS) < {GOAL_MEMORY_MB:g} MB",
@@ -923,9 +1239,20 @@ def run_benchmark(repeat: int, applies: int, requests: int, out: Path) -> int:
         box.run_cli("apply", "-f", str(work / "reviews-v1.yaml"))
         result["latency"] = hop_latency(box, requests)
 
+        # 5. mTLS on versus off, on the same pod.
+        print(f"timing {requests} requests with mTLS and without ...", flush=True)
+        result["mtls"] = mtls_latency(box, work, requests)
+
         # 4. Memory after all that traffic.
         box.remember_pids()
         result["memory_after_load"] = memory(box)
+
+        # 6. The collector, alone, fed what 500 requests/s would make it receive.
+        trace_all = work / "trace-all.yaml"
+        trace_all.write_text(TRACE_ALL)
+        box.run_cli("apply", "-f", str(trace_all))
+        print("counting the spans of one request, then feeding the collector ...", flush=True)
+        result["collector_ingest"] = collector_ingest(work, spans_per_request(box))
     except (IstiolabError, BenchmarkError) as exc:
         for box in boxes[len(shutdowns) :]:  # the sandbox that was running
             print(f"control plane log of {box.state_dir}:\n{box.log_tail()}", file=sys.stderr)
@@ -1034,6 +1361,36 @@ def print_report(result: dict[str, Any], out: Path) -> None:
             f"  outside the process tree: {loaded['outside_tree']}; not running as recorded: "
             f"{loaded['not_running_as_recorded']}"
         )
+
+    mtls = result["mtls"]
+    print(
+        f"\n5. The same two hops with mTLS and without, {mtls['requests_per_path']} requests each"
+    )
+    print(f"{'path':<30}{'p50 ms':>8}{'p99 ms':>8}")
+    for name, figures in mtls["paths"].items():
+        print(f"{name:<30}{figures['p50_ms']:>8.3f}{figures['p99_ms']:>8.3f}")
+    print(
+        f"  mTLS adds {mtls['extra_ms']['p50_ms']:.3f} ms at p50, {mtls['extra_ms']['p99_ms']:.3f}"
+        f" ms at p99 (x{_fmt(mtls['ratio_p50'], '.2f')} at p50); TLS handshakes by subset: "
+        f"{mtls['tls_handshakes_by_subset']}"
+    )
+
+    ingest = result["collector_ingest"]
+    print(
+        f"\n6. The trace collector: {ingest['spans_per_request']} spans per Bookinfo request, "
+        f"batches of {ingest['batch']}"
+    )
+    print(f"{'phase':<24}{'spans/s':>10}{'spans':>10}{'CPU':>8}")
+    for label, key in (
+        ("paced at the goal", "paced"),
+        ("as fast as possible", "as_fast_as_possible"),
+    ):
+        phase = ingest[key]
+        print(
+            f"{label:<24}{phase['spans_per_s']:>10}{phase['spans_sent']:>10}"
+            f"{phase['collector_cpu_share_of_one_core']:>8.0%}"
+        )
+    print(f"  lost {ingest['lost']}, dropped {ingest['dropped']} (evicted or rejected)")
 
     print("\nGoals")
     for goal in result["goals"]:
