@@ -50,27 +50,12 @@ PRODUCTPAGE_FORWARDED_HEADERS = tuple(
 
 
 # The trace context among them: what joins a service's outgoing calls to the request it is
-# answering. A service started with PROPAGATE_TRACE_HEADERS=false drops these (and only these),
-# to show what a trace looks like when one service forgets them: it falls apart into pieces.
+# answering (plus `b3`, the single-header B3 form). A service started with
+# PROPAGATE_TRACE_HEADERS=false drops these, and only these, to show what a trace looks like when
+# one service forgets them: it falls apart into pieces.
+_USER_CONTEXT = ("end-user", "user-agent", "cookie", "authorization", "jwt")
 TRACE_CONTEXT_HEADERS = frozenset(
-    {
-        "x-request-id",
-        "x-ot-span-context",
-        "x-datadog-trace-id",
-        "x-datadog-parent-id",
-        "x-datadog-sampling-priority",
-        "traceparent",
-        "tracestate",
-        "x-cloud-trace-context",
-        "grpc-trace-bin",
-        "x-b3-traceid",
-        "x-b3-spanid",
-        "x-b3-parentspanid",
-        "x-b3-sampled",
-        "x-b3-flags",
-        "b3",
-        "sw8",
-    }
+    [*(name for name in FORWARDED_HEADERS if name not in _USER_CONTEXT), "b3"]
 )
 
 

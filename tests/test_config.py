@@ -59,11 +59,20 @@ def test_external_book_switch_is_rubys_exact_true(value, enabled):
         ({"FLOOD_FACTOR": "-1"}, "FLOOD_FACTOR"),
         ({"DETAILS_SERVICE_PORT": "http"}, "DETAILS_SERVICE_PORT"),
         ({"RATINGS_SERVICE_PORT": "70000"}, "RATINGS_SERVICE_PORT"),
+        ({"PROPAGATE_TRACE_HEADERS": "no"}, "PROPAGATE_TRACE_HEADERS"),
     ],
 )
 def test_bad_values_name_the_variable(environ, named):
     with pytest.raises(ConfigError, match=named):
         Settings.from_environ(environ)
+
+
+@pytest.mark.parametrize(
+    ("value", "propagates"), [(None, True), ("", True), ("true", True), ("FALSE", False)]
+)
+def test_trace_headers_are_propagated_unless_switched_off(value, propagates):
+    environ = {} if value is None else {"PROPAGATE_TRACE_HEADERS": value}
+    assert Settings.from_environ(environ).propagate_trace_headers is propagates
 
 
 def test_an_empty_secret_key_falls_back_to_the_shared_default():

@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 import requests
 
-from bookinfo import productpage
+from bookinfo import productpage, reviews
 from bookinfo.config import Settings
 from bookinfo.propagation import (
     FORWARDED_HEADERS,
     PRODUCTPAGE_FORWARDED_HEADERS,
+    TRACE_CONTEXT_HEADERS,
     b3_headers,
     forward_headers,
 )
@@ -135,3 +136,34 @@ def test_productpage_sends_the_logged_in_user_as_end_user(productpage_against):
         browser.get(live.url("/productpage"), timeout=10)
     assert {call.path for call in peer.requests} == {"/details/0", "/reviews/0"}
     assert all(call.headers["end-user"] == "jason" for call in peer.requests)
+
+
+# --- PROPAGATE_TRACE_HEADERS=false: a service that forgets the trace context ---------------------
+
+
+def test_without_trace_context_only_the_trace_headers_are_dropped():
+    incoming = {name: f"value-of-{name}" for name in FORWARDED_HEADERS}
+    kept = forward_headers(incoming, trace_context=False)
+    assert set(kept) == set(FORWARDED_HEADERS) - TRACE_CONTEXT_HEADERS
+    assert {"end-user", "user-agent", "cookie", "authorization", "jwt"} <= set(kept)
+    assert not set(kept) & {"x-request-id", "x-b3-traceid", "traceparent"}
+
+
+@pytest.mark.parametrize("service", ["productpage", "reviews"])
+def test_a_service_told_not_to_propagate_sends_no_trace_context(serve, upstream, service):
+    peer = upstream(reply=Reply(body='{"id": 0, "ratings": {}}'))
+    settings = Settings(
+        **settings_for(details=peer.port, reviews=peer.port, ratings=peer.port),
+        propagate_trace_headers=False,
+        enable_ratings=True,
+    )
+    module = productpage if service == "productpage" else reviews
+    live = serve(module.create_app(settings))
+    path = "/productpage" if service == "productpage" else "/reviews/0"
+    sent = {"x-request-id": "r-1", "x-b3-traceid": TRACE, "x-b3-spanid": SPAN, "x-b3-sampled": "1"}
+
+    assert requests.get(live.url(path), headers={**sent, "user-agent": "ua/1"}, timeout=10).ok
+    assert peer.requests
+    for call in peer.requests:
+        assert not set(call.headers) & TRACE_CONTEXT_HEADERS, call.headers
+        assert call.headers["user-agent"] == "ua/1"  # everything else is still copied

@@ -38,7 +38,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ..security.ca import PRIVATE_MODE, PUBLIC_MODE, WorkloadCertificate, write_file_atomically
+from ..files import PRIVATE_MODE, PUBLIC_MODE, write_atomically
+from ..security.ca import WorkloadCertificate
 from . import xds_files
 
 # Names of resources, not secrets themselves (hence the noqa for the password check).
@@ -116,7 +117,7 @@ def write_secrets(
         (KEY_FILE, certificate.key_pem, PRIVATE_MODE),
         (CERT_CHAIN_FILE, certificate.chain_pem, PUBLIC_MODE),
     ):
-        written.append(write_file_atomically(directory / name, data, mode=mode))
+        written.append(write_atomically(directory / name, data, mode=mode))
     return written
 
 

@@ -32,10 +32,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
+
+from ..files import write_json_atomically
 
 LISTENER_TYPE = "type.googleapis.com/envoy.config.listener.v3.Listener"
 CLUSTER_TYPE = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
@@ -90,24 +91,9 @@ def discovery_response(
 
 
 def write_atomically(path: str | os.PathLike[str], document: Mapping[str, Any]) -> Path:
-    """Write `document` as JSON to `path` so that a reader sees the old file or the new one, whole.
-
-    The temporary file lives in the same directory (a rename is only atomic within one file
-    system) and starts with a dot so no watcher mistakes it for a configuration file.
-    """
-    target = Path(path)
-    handle, temporary = tempfile.mkstemp(
-        dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"
-    )
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            json.dump(document, out, indent=1)
-            out.write("\n")
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return target
+    """Write `document` as JSON to `path` so that Envoy reads the old file or the new one, whole
+    (files.py); readable by its owner only, as some hold private keys (sds_files.py)."""
+    return write_json_atomically(path, document)
 
 
 def write_listeners(

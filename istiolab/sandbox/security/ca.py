@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -47,6 +46,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from ...errors import IstiolabError
+from ..files import PRIVATE_MODE, PUBLIC_MODE, write_atomically
 
 TRUST_DOMAIN = "cluster.local"
 DEFAULT_CERT_TTL = timedelta(hours=24)  # istiod's DEFAULT_WORKLOAD_CERT_TTL
@@ -56,8 +56,6 @@ ROOT_CERT_TTL = timedelta(days=3650)  # istiod's self-signed root: 10 years
 
 ROOT_CERT_FILE = "root-cert.pem"
 ROOT_KEY_FILE = "root-key.pem"
-PUBLIC_MODE = 0o644  # certificates: anyone may read them
-PRIVATE_MODE = 0o600  # private keys: only the owner
 
 _SPIFFE_PREFIX = f"spiffe://{TRUST_DOMAIN}/"
 
@@ -132,8 +130,8 @@ class CertificateAuthority:
             ca = cls.create()
             directory.mkdir(parents=True, exist_ok=True)
             # The key first: a root certificate on disk always has its key beside it.
-            write_file_atomically(key_path, ca._private_pem(), mode=PRIVATE_MODE)
-            write_file_atomically(cert_path, ca.root_pem, mode=PUBLIC_MODE)
+            write_atomically(key_path, ca._private_pem(), mode=PRIVATE_MODE)
+            write_atomically(cert_path, ca.root_pem, mode=PUBLIC_MODE)
             return ca
         fix = (
             f"stop the sandbox (istiolab down), delete {cert_path.name} and {key_path.name} in "
@@ -239,27 +237,6 @@ class CertificateAuthority:
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
-
-
-def write_file_atomically(path: str | os.PathLike[str], data: bytes, *, mode: int) -> Path:
-    """Write `data` to `path` so that a reader sees the old file or the new one, whole.
-
-    The temporary file is created with mode 0600 (mkstemp's) and changed to `mode` before it
-    takes the file's name, so a private key is never readable by others, not even for a moment.
-    """
-    target = Path(path)
-    handle, temporary = tempfile.mkstemp(
-        dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"
-    )
-    try:
-        with os.fdopen(handle, "wb") as out:
-            os.fchmod(out.fileno(), mode)
-            out.write(data)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return target
 
 
 def _key_usage(

@@ -24,14 +24,13 @@ Its canonical service and revision come from the `service.istio.io/canonical-nam
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..envoy.bootstrap import gateway_node_id, sidecar_node_id
+from ..files import PUBLIC_MODE, write_json_atomically
 from ..model import CLUSTER_DOMAIN, Gateway, Mesh, Pod, Service
 
 CANONICAL_NAME = "service.istio.io/canonical-name"
@@ -122,20 +121,11 @@ def workloads_document(mesh: Mesh) -> dict[str, Any]:
 
 
 def write_workloads(path: Path, mesh: Mesh) -> None:
-    """Write the workloads file atomically (tempfile + os.replace): the telemetry process, which
-    rereads it whenever it changes, never sees half a file."""
+    """Write the workloads file atomically: the telemetry process, which rereads it whenever it
+    changes, never sees half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(
-        "w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
-    ) as file:
-        json.dump(workloads_document(mesh), file, indent=1)
-        temporary = Path(file.name)
-    try:
-        os.replace(temporary, path)
-    except OSError:
-        temporary.unlink(missing_ok=True)
-        raise
+    write_json_atomically(path, workloads_document(mesh), mode=PUBLIC_MODE)
 
 
 def _pod_workload(pod: Pod, mesh: Mesh) -> WorkloadInfo:
