@@ -975,6 +975,8 @@ def mesh_processes(box: Sandbox) -> dict[str, Any]:
 def _group_of(record_name: str) -> str:
     if record_name == "kube-proxy":
         return "kube-proxy"
+    if record_name == "istio-system.telemetry":
+        return "telemetry"
     if record_name.startswith("istio-system."):
         return "ingress gateway"
     if record_name.endswith(".istio-proxy"):
@@ -992,7 +994,15 @@ def _kib(path: Path, field: str) -> int | None:
     return None
 
 
-GROUPS = ("control plane", "apps", "sidecars", "ingress gateway", "kube-proxy", "outside tree")
+GROUPS = (
+    "control plane",
+    "apps",
+    "sidecars",
+    "ingress gateway",
+    "kube-proxy",
+    "telemetry",
+    "outside tree",
+)
 
 
 def memory(box: Sandbox) -> dict[str, Any]:

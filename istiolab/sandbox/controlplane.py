@@ -31,6 +31,7 @@ from typing import Any
 
 from ..errors import IstiolabError
 from ..validation import format_report
+from . import telemetry
 from .envoy import admin as envoy_admin
 from .envoy import binary, bootstrap, xds_files
 from .model import Gateway, Pod
@@ -39,6 +40,7 @@ from .security.ca import CertificateAuthority
 from .security.workload_certs import cert_ttl_from_environ, ensure_workload_secrets
 from .store import Store, load_documents
 from .supervisor import BACKOFF, RUNNING, STARTING, ProcessSpec, Supervisor
+from .telemetry.access_log import LOG_SUFFIX
 from .telemetry.workloads import write_workloads
 from .translate import proxies
 
@@ -131,7 +133,10 @@ class ControlPlane:
                 if self._stopping.is_set():
                     return
                 for xds_dir, spiffe_id in self._identities():
-                    ensure_workload_secrets(self.ca, xds_dir, spiffe_id, ttl=self.cert_ttl)
+                    try:
+                        ensure_workload_secrets(self.ca, xds_dir, spiffe_id, ttl=self.cert_ttl)
+                    except (OSError, ValueError) as error:  # e.g. a full disk: try again later
+                        print(f"renewing {spiffe_id} failed: {error}", file=sys.stderr, flush=True)
 
     def _identities(self) -> list[tuple[Path, str]]:
         """Every proxy that holds a workload certificate: the gateway and each sidecar."""
@@ -156,7 +161,7 @@ class ControlPlane:
             mesh = self.registry.mesh(self.store, self._gateway())
             version = self.version = str(time.time_ns())
             pending: list[tuple[envoy_admin.EnvoyAdmin, envoy_admin.ConfigState | None]] = []
-            write_workloads(self._telemetry_dir() / "workloads.json", mesh)
+            write_workloads(self._telemetry_dir() / telemetry.WORKLOADS_FILE, mesh)
             self._ensure_telemetry()
 
             def push(
@@ -235,7 +240,7 @@ class ControlPlane:
             xds_dir=xds_dir,
             access_log=self._access_log(name),
             node_id=node_id,
-            telemetry_log=str(self._telemetry_dir() / f"{name}.jsonl"),
+            telemetry_log=str(self._telemetry_dir() / f"{name}{LOG_SUFFIX}"),
             zipkin_port=self.zipkin_port,
         )
 
@@ -330,7 +335,7 @@ class ControlPlane:
         return str(self.state_dir / "logs" / f"{name}.access.log")
 
     def _telemetry_dir(self) -> Path:
-        path = self.state_dir / "telemetry"
+        path = telemetry.telemetry_dir(self.state_dir)
         path.mkdir(parents=True, exist_ok=True)
         return path
 

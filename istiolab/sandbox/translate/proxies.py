@@ -5,6 +5,11 @@
 - the kube-proxy stand-in: what pods without a sidecar call through (Services, nothing else),
   plus the port-forward to productpage on 127.0.0.1:9080 that a learner uses before the gateway
   lab, like `kubectl port-forward svc/productpage 9080:9080`.
+
+Every mesh proxy (a sidecar, the gateway) also gets the cluster its spans go to (tracing.py),
+and names itself in a request header on everything it sends, so that the proxy at the other end
+can count the request under the right source workload (telemetry/access_log.py). The kube-proxy
+stand-in is not part of the mesh: no certificate, no spans, no metrics.
 """
 
 from __future__ import annotations
