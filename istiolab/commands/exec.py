@@ -3,15 +3,13 @@
     istiolab exec deploy/productpage-v1 -- curl -s http://reviews:9080/reviews/0
     istiolab exec --outside-mesh -- curl -s http://productpage:9080/productpage
 
-A sandbox pod is a process on this machine that reaches Services through an HTTP proxy: its
-sidecar when it has one, else the kube-proxy stand-in. `exec` gives the command the same proxy
-(HTTP_PROXY), so its requests leave as the pod's would: through the pod's sidecar, with the
-workload's identity and its mTLS, retries and routing, or, with --outside-mesh, as a client
-without a sidecar, in plaintext, like Istio's tasks' `curl` pod in a namespace without injection.
-
-One difference from a cluster: a plaintext caller refused by a STRICT workload sees its
-connection reset there (curl: "(56) Recv failure"); here the kube-proxy stand-in in between
-answers 503 "upstream connect error or disconnect/reset before headers" instead.
+A sandbox pod is a process on this machine; a pod with a sidecar sends its requests through it,
+using it as its HTTP proxy. `exec WORKLOAD` gives the command that same proxy (HTTP_PROXY), so
+its requests leave as the pod's would: with the workload's identity, its mTLS, its retries and
+routing rules. `exec --outside-mesh` (or a WORKLOAD without a sidecar) gives it instead the path
+of a pod outside the mesh, like the `curl` pod in a namespace without injection in Istio's
+tasks: a plain TCP connection to one of the Service's pods (sandbox/plain_proxy.py), so a STRICT
+workload's sidecar resets it exactly as on a cluster (curl exit code 56).
 """
 
 from __future__ import annotations
@@ -24,6 +22,7 @@ from typing import Any
 
 from ..errors import IstiolabError
 from ..sandbox import api, lifecycle
+from ..sandbox.plain_proxy import NoEndpoint, PlainClientProxy
 from .proxies import find_workload
 
 _PROXY_VARIABLES = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy")
@@ -66,7 +65,27 @@ def _exec(args: argparse.Namespace) -> int:
             fix="istiolab exec deploy/productpage-v1 -- CMD, or "
             "istiolab exec --outside-mesh -- CMD",
         )
-    proxy_url = _proxy_for(args.workload, args.namespace)
+    port = lifecycle.control_plane_port(_state_dir())
+    if port is None:
+        raise IstiolabError("the sandbox is not running", fix="istiolab up")
+    sidecar = _sidecar_of(port, args.workload, args.namespace) if args.workload else None
+    if sidecar is not None:
+        return _run(argv, sidecar)
+    from ..targets.sandbox import SandboxTarget  # the Services and their pods, as kube-proxy
+
+    target = SandboxTarget(_state_dir())
+
+    def resolve(host: str, service_port: int) -> tuple[str, int]:
+        found = target.plain_endpoint(host, service_port)
+        if isinstance(found, tuple):
+            return found
+        raise NoEndpoint(found.error)
+
+    with PlainClientProxy(resolve) as plain:
+        return _run(argv, plain.url)
+
+
+def _run(argv: list[str], proxy_url: str) -> int:
     environment = {k: v for k, v in os.environ.items() if k not in _PROXY_VARIABLES}
     environment.update(http_proxy=proxy_url, HTTP_PROXY=proxy_url, no_proxy="", NO_PROXY="")
     try:
@@ -77,14 +96,9 @@ def _exec(args: argparse.Namespace) -> int:
         ) from None
 
 
-def _proxy_for(workload: str | None, namespace: str | None) -> str:
-    """The HTTP proxy a pod of `workload` uses (its sidecar's), or, for None, the one a pod
-    without a sidecar uses."""
-    port = lifecycle.control_plane_port(_state_dir())
-    if port is None:
-        raise IstiolabError("the sandbox is not running", fix="istiolab up")
-    if workload is None:
-        return str(api.call(port, "/status")["kube_proxy"])
+def _sidecar_of(port: int, workload: str, namespace: str | None) -> str | None:
+    """The HTTP proxy URL of the workload's sidecar; None when its pod has no sidecar (it is
+    outside the mesh, whatever its name)."""
     entries: list[dict[str, Any]] = api.call(port, "/proxies")
     entry = find_workload(entries, workload, namespace, command="istiolab exec")
     if entry.get("kind") == "gateway":
@@ -94,8 +108,7 @@ def _proxy_for(workload: str | None, namespace: str | None) -> str:
         )
     if entry.get("outbound_port"):
         return f"http://127.0.0.1:{entry['outbound_port']}"
-    # A pod without a sidecar: it is outside the mesh, whatever its name.
-    return str(api.call(port, "/status")["kube_proxy"])
+    return None
 
 
 def _state_dir() -> Path:

@@ -366,7 +366,6 @@ class ControlPlane:
             "workloads": workloads,
             "gateway": f"http://127.0.0.1:{self.gateway_port}",
             "port_forward": f"http://127.0.0.1:{self.port_forward_port}",
-            "kube_proxy": f"http://127.0.0.1:{self.kube_proxy_port}",
             "zipkin": f"http://127.0.0.1:{self.zipkin_port}",
             "metrics": f"http://127.0.0.1:{self.metrics_port}/stats/prometheus",
             "revision": self.store.revision,

@@ -212,13 +212,29 @@ class SandboxTarget(Target):
         if parsed is None:
             return _malformed(url)
         parts, port = parsed
-        host = parts.hostname or ""
-        target = _origin_form(parts)
-        request_headers = _with_host(headers, _authority(parts))
+        found = self.plain_endpoint(parts.hostname or "", port, namespace, proxies)
+        if isinstance(found, HttpResult):
+            return found
+        return http_request(
+            *found,
+            _origin_form(parts),
+            method=method,
+            headers=_with_host(headers, _authority(parts)),
+            timeout=timeout,
+        )
+
+    def plain_endpoint(
+        self,
+        host: str,
+        port: int,
+        namespace: str = MESH_NAMESPACE,
+        proxies: list[dict[str, Any]] | None = None,
+    ) -> tuple[str, int] | HttpResult:
+        """Where a client without a sidecar in `namespace` connects for host:port: the address
+        itself, or one of the Service's pods, picked at random as kube-proxy's iptables rules do
+        (load balancing, not security). An HttpResult says why there is none."""
         if _is_address(host):
-            return http_request(
-                host, port, target, method=method, headers=request_headers, timeout=timeout
-            )
+            return host, port
         name = service_name(host, namespace)
         service = self._service(*name) if name is not None else None
         if name is None or service is None:
@@ -227,20 +243,12 @@ class SandboxTarget(Target):
         where = f"Service {name[0]}/{name[1]}"
         if port not in {p.get("port") for p in spec.get("ports") or []}:
             return HttpResult(status=None, error=f"connection refused ({where} has no port {port})")
-        endpoints = selected_pods(proxies, name[0], spec.get("selector") or {})
+        pods = proxies if proxies is not None else self._proxies()
+        endpoints = selected_pods(pods, name[0], spec.get("selector") or {})
         if not endpoints:
             return HttpResult(status=None, error=f"connection refused ({where} has no endpoints)")
-        # kube-proxy in iptables mode: any of the Service's pods, at random (load balancing,
-        # not security).
         pod = random.choice(endpoints)  # noqa: S311
-        return http_request(
-            LOOPBACK,
-            int(pod["endpoint_port"]),
-            target,
-            method=method,
-            headers=request_headers,
-            timeout=timeout,
-        )
+        return LOOPBACK, int(pod["endpoint_port"])
 
     def _service(self, namespace: str, name: str) -> dict[str, Any] | None:
         for service in self._get("services", namespace):
