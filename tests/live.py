@@ -152,12 +152,17 @@ class ServiceProcess:
         raise RuntimeError(f"{' '.join(self._args)} did not start listening")
 
     def __exit__(self, *exc_info: object) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop(self.process)
+
+
+def stop(process: subprocess.Popen) -> None:
+    """Stop a process this test started: SIGTERM, then SIGKILL if it has not ended within 10 s."""
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def closed_port() -> int:

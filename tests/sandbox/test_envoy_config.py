@@ -30,7 +30,7 @@ from istiolab.errors import IstiolabError
 from istiolab.sandbox.envoy import admin, binary, bootstrap, xds_files
 from istiolab.sandbox.model import Gateway, Mesh, Pod, Service, ServicePort, SidecarPorts
 from istiolab.sandbox.translate import clusters, listeners, tracing
-from live import HOST, Reply, Upstream, closed_port
+from live import HOST, Reply, Upstream, closed_port, stop
 
 REVIEWS = "reviews.default.svc.cluster.local"
 RATINGS = "ratings.default.svc.cluster.local"
@@ -1050,12 +1050,7 @@ def live(envoy_path: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         envoy_admin.wait_for_version("1", timeout=15)
         yield state
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
         for upstream in upstreams.values():
             upstream.close()
 

@@ -26,7 +26,7 @@ from istiolab.sandbox.model import Gateway, Mesh, Pod, Service, ServicePort, Sid
 from istiolab.sandbox.security.ca import CertificateAuthority
 from istiolab.sandbox.security.workload_certs import ensure_workload_secrets
 from istiolab.sandbox.translate import proxies
-from live import HOST, Reply, Upstream, closed_port
+from live import HOST, Reply, Upstream, closed_port, stop
 
 pytestmark = pytest.mark.sandbox
 
@@ -175,12 +175,7 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoSidecars]:
     finally:
         for sidecar in sidecars:
             if sidecar.process is not None:
-                sidecar.process.terminate()
-                try:
-                    sidecar.process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    sidecar.process.kill()
-                    sidecar.process.wait()
+                stop(sidecar.process)
         app.close()
 
 

@@ -34,7 +34,7 @@ from bookinfo_samples import (
 from istiolab.sandbox.model import Gateway, Mesh, Pod, Service, ServicePort, SidecarPorts
 from istiolab.sandbox.translate import routes
 from istiolab.sandbox.translate.durations import envoy_duration, nanoseconds
-from live import HOST, Recorded, Reply, closed_port
+from live import HOST, Recorded, Reply, closed_port, stop
 
 REVIEWS = "reviews.default.svc.cluster.local"
 RATINGS = "ratings.default.svc.cluster.local"
@@ -1193,12 +1193,7 @@ def running_envoy(tmp_path: Path) -> Iterator[Any]:
 
     yield start
     for process in processes:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
 
 
 def test_envoy_as_an_http_proxy_routes_by_header_and_injects_faults(

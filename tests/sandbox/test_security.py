@@ -50,7 +50,7 @@ from istiolab.sandbox.security.workload_certs import (
     ensure_workload_secrets,
     secrets_version,
 )
-from live import HOST, Recorded, Reply, Upstream, closed_port
+from live import HOST, Recorded, Reply, Upstream, closed_port, stop
 
 CALLER = "spiffe://cluster.local/ns/default/sa/bookinfo-productpage"
 SERVER = "spiffe://cluster.local/ns/default/sa/bookinfo-reviews"
@@ -560,12 +560,7 @@ def mesh_pair(directory: Path, ca: CertificateAuthority) -> Iterator[MeshPair]:
             time.sleep(0.05)
         yield pair
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
         app.close()
 
 

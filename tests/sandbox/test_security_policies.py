@@ -33,7 +33,7 @@ from istiolab.sandbox.translate.authorization import (
     unsupported,
 )
 from istiolab.sandbox.translate.peer_authentication import effective_mode, mtls_mode
-from live import HOST, Reply, Upstream, closed_port
+from live import HOST, Reply, Upstream, closed_port, stop
 
 PRODUCTPAGE = {"app": "productpage", "version": "v1"}
 DETAILS = {"app": "details", "version": "v1"}
@@ -1097,12 +1097,7 @@ def envoy(envoy_path: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         _wait_until_ready(live, process)
         yield live
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
         app.close()
     assert process.poll() is not None
 

@@ -49,7 +49,7 @@ from istiolab.sandbox.telemetry.workloads import WorkloadIndex
 from istiolab.targets import TargetUnavailable
 from istiolab.targets.base import MetricSample
 from istiolab.targets.sandbox import SandboxTarget
-from live import HOST, Reply, Upstream, closed_port
+from live import HOST, Reply, Upstream, closed_port, stop
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "telemetry"
 PRODUCTPAGE = "productpage.default.svc.cluster.local"
@@ -1216,12 +1216,7 @@ def test_a_real_envoy_reports_spans_and_request_metrics_end_to_end(
         assert line["peer_metadata_id"] == sidecar_node_id(caller)
         assert line["response_code"] == 200 and line["downstream_peer_uri_san"] is None
     finally:
-        envoy.terminate()
-        try:
-            envoy.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            envoy.kill()
-            envoy.wait()
+        stop(envoy)
         app.close()
 
 
