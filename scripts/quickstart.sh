@@ -2,7 +2,9 @@
 # From a fresh clone to Bookinfo in a service mesh: set up .venv, then start the sandbox mesh
 # (Bookinfo as local processes, real Envoy proxies, a control plane that reads Istio's YAML).
 # Usage: ./scripts/quickstart.sh [--gateway-port PORT] [--port-forward-port PORT]
-#   (the options of `istiolab up`: where the ingress gateway and productpage listen)
+#                                [--zipkin-port PORT] [--metrics-port PORT]
+#   (the options of `istiolab up`: where the ingress gateway, productpage, the trace collector
+#   and the request metrics listen)
 set -o errexit -o nounset -o pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
