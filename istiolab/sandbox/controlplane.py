@@ -42,7 +42,7 @@ from .store import Store, load_documents
 from .supervisor import BACKOFF, RUNNING, STARTING, ProcessSpec, Supervisor
 from .telemetry.access_log import LOG_SUFFIX
 from .telemetry.workloads import write_workloads
-from .translate import proxies
+from .translate import proxies, tracing
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 INITIAL_STAGE = REPO_ROOT / "manifests" / "stages" / "00-bookinfo"
@@ -170,6 +170,7 @@ class ControlPlane:
                 config: proxies.ProxyConfig,
                 node: str,
                 service_cluster: str,
+                env: dict[str, str] | None = None,
             ) -> None:
                 xds_dir = self._xds_dir(name)
                 admin = envoy_admin.EnvoyAdmin(
@@ -183,7 +184,7 @@ class ControlPlane:
                     clusters=config.clusters,
                     route_configs=config.routes,
                 )
-                self._ensure_envoy(name, admin_port, node, service_cluster, xds_dir)
+                self._ensure_envoy(name, admin_port, node, service_cluster, xds_dir, env)
                 pending.append((admin, since))
 
             push(
@@ -207,6 +208,9 @@ class ControlPlane:
                 ),
                 gateway_node,
                 bootstrap.gateway_cluster_name(mesh.gateway),
+                tracing.proxy_environment(
+                    mesh.gateway.name, mesh.gateway.namespace, mesh.gateway.service_account
+                ),
             )
             for pod in mesh.pods:
                 if pod.sidecar:
@@ -215,7 +219,8 @@ class ControlPlane:
                     files = self._proxy_files(name, node, pod.spiffe_id)
                     config = proxies.sidecar_config(mesh, pod, files)
                     cluster = bootstrap.sidecar_cluster_name(pod)
-                    push(name, pod.sidecar.admin_port, config, node, cluster)
+                    env = tracing.proxy_environment(pod.name, pod.namespace, pod.service_account)
+                    push(name, pod.sidecar.admin_port, config, node, cluster, env)
             for pod in mesh.pods:
                 self._ensure_app(pod)
             for admin, since in pending:
@@ -281,10 +286,17 @@ class ControlPlane:
         )
 
     def _ensure_envoy(
-        self, name: str, admin_port: int, node: str, service_cluster: str, xds_dir: Path
+        self,
+        name: str,
+        admin_port: int,
+        node: str,
+        service_cluster: str,
+        xds_dir: Path,
+        env: dict[str, str] | None = None,
     ) -> None:
         """Start the proxy if it does not run. `service_cluster` is Istio's service cluster
-        (productpage.default): the name its spans carry as their service in traces."""
+        (productpage.default): the name its spans carry as their service in traces; `env` what
+        the istio-proxy container's environment would add."""
         if self._running(name):
             return
         config = bootstrap.bootstrap(node, service_cluster, admin_port, xds_dir)
@@ -294,6 +306,7 @@ class ControlPlane:
             ProcessSpec(
                 name,
                 binary.run_command(bootstrap_path, log_path=self._log(name + ".envoy")),
+                env,
                 log_path=self._log(name),
                 ready=("http", f"http://127.0.0.1:{admin_port}/ready"),
                 kind="proxy",

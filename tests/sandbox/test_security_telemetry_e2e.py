@@ -327,6 +327,9 @@ spec:
   tracing:
   - providers: [{name: zipkin}]
     randomSamplingPercentage: 100.0
+    customTags:
+      lab: {literal: {value: tracing}}
+      pod: {environment: {name: POD_NAME, defaultValue: unknown}}
 """
 
 
@@ -375,6 +378,12 @@ def test_one_request_is_one_trace_across_the_gateway_and_all_four_services(
     ids = {span["id"] for span in trace}
     roots = [span for span in trace if span.get("parentId") not in ids]
     assert services(roots) == {"istio-ingressgateway"}
+    # The Telemetry's custom tags: a literal, and the proxy's own POD_NAME.
+    assert all(span["tags"]["lab"] == "tracing" for span in trace)
+    [productpage_server] = [
+        s for s in trace if services([s]) == {"productpage"} and s.get("kind") == "SERVER"
+    ]
+    assert productpage_server["tags"]["pod"].startswith("productpage-v1-")
 
 
 def without_propagation(deployment: str) -> str:

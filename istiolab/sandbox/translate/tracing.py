@@ -11,15 +11,21 @@ the apps copy the trace headers onto the requests they make (bookinfo/propagatio
 
 The Telemetry resources that apply to a proxy, narrowest last: one in the root namespace
 (istio-system) without a selector, one in the proxy's namespace without a selector, one whose
-selector matches the proxy's labels. A narrower one overrides only the fields it sets. With no
-Telemetry at all, the sandbox behaves like the course's Istio install: the `zipkin` provider at
-Istio's default sampling of 1% (PILOT_TRACE_SAMPLING).
+selector matches the proxy's labels (a selector in the root namespace is ignored, as istiod does).
+A narrower one overrides only the fields it sets, each field whole. With no Telemetry at all, the
+sandbox behaves like the course's Istio install: the `zipkin` provider at Istio's default
+sampling of 1% (PILOT_TRACE_SAMPLING).
+
+`customTags` add tags to every span the proxy reports: a literal value, a request header, or an
+environment variable of the proxy's container (the sandbox gives each sidecar's Envoy the
+variables Istio's istio-proxy container has: POD_NAME, POD_NAMESPACE, INSTANCE_IP,
+SERVICE_ACCOUNT).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..model import CLUSTER_DOMAIN
@@ -41,6 +47,7 @@ class TracingSettings:
 
     sampling: float = DEFAULT_SAMPLING  # percent of the requests this proxy starts a trace for
     reporting: bool = True  # False: disableSpanReporting, or a provider list without zipkin
+    custom_tags: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # as in customTags
 
 
 def settings_for(
@@ -57,9 +64,9 @@ def settings_for(
             mesh_wide.append(spec)
         elif selector is None and where == namespace:
             namespace_wide.append(spec)
-        elif selector is not None and where == namespace and _selects(selector, labels):
+        elif where == namespace != ROOT_NAMESPACE and _selects(selector or {}, labels):
             workload.append(spec)
-    sampling, reporting = DEFAULT_SAMPLING, True
+    sampling, reporting, custom_tags = DEFAULT_SAMPLING, True, {}
     # istiod uses the first (oldest) Telemetry of each scope and lets the narrower scope win.
     for scope in (mesh_wide, namespace_wide, workload):
         if not scope:
@@ -72,7 +79,9 @@ def settings_for(
                 reporting = ZIPKIN_PROVIDER in providers
             if tracing.get("disableSpanReporting") is not None:
                 reporting = not tracing["disableSpanReporting"]
-    return TracingSettings(sampling=sampling, reporting=reporting)
+            if tracing.get("customTags") is not None:
+                custom_tags = dict(tracing["customTags"])
+    return TracingSettings(sampling=sampling, reporting=reporting, custom_tags=custom_tags)
 
 
 def connection_manager_tracing(
@@ -97,6 +106,7 @@ def connection_manager_tracing(
             {"tag": "istio.canonical_service", "literal": {"value": canonical_service}},
             {"tag": "istio.mesh_id", "literal": {"value": CLUSTER_DOMAIN}},
             {"tag": "istio.namespace", "literal": {"value": namespace}},
+            *(_custom_tag(name, tag) for name, tag in sorted(settings.custom_tags.items())),
         ],
         "provider": {
             "name": "envoy.tracers.zipkin",
@@ -120,6 +130,35 @@ def connection_manager_tracing(
     if spawn_upstream_span:
         tracing["spawn_upstream_span"] = True
     return tracing
+
+
+def _custom_tag(name: str, tag: Mapping[str, Any]) -> dict[str, Any]:
+    """One customTags entry as Envoy's CustomTag (istiod's buildCustomTags)."""
+    if tag.get("header") is not None:
+        header = tag["header"]
+        found: dict[str, Any] = {"name": str(header.get("name", ""))}
+        if header.get("defaultValue"):
+            found["default_value"] = str(header["defaultValue"])
+        return {"tag": name, "request_header": found}
+    if tag.get("environment") is not None:
+        variable = tag["environment"]
+        found = {"name": str(variable.get("name", ""))}
+        if variable.get("defaultValue"):
+            found["default_value"] = str(variable["defaultValue"])
+        return {"tag": name, "environment": found}
+    literal = tag.get("literal") or {}
+    return {"tag": name, "literal": {"value": str(literal.get("value", ""))}}
+
+
+def proxy_environment(pod_name: str, namespace: str, service_account: str) -> dict[str, str]:
+    """The environment Istio's istio-proxy container has (from the downward API), which
+    `environment` custom tags read."""
+    return {
+        "POD_NAME": pod_name,
+        "POD_NAMESPACE": namespace,
+        "INSTANCE_IP": "127.0.0.1",
+        "SERVICE_ACCOUNT": service_account,
+    }
 
 
 def zipkin_cluster(collector_port: int) -> dict[str, Any]:
