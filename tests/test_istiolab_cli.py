@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -79,3 +80,14 @@ def test_unknown_command_is_a_usage_error():
     result = istiolab("frobnicate")
     assert result.returncode == 2
     assert "invalid choice" in result.stderr
+
+
+def test_a_bad_certificate_lifetime_is_refused_before_anything_starts(tmp_path):
+    state = tmp_path / "state"
+    env = {**os.environ, "ISTIOLAB_STATE_DIR": str(state), "ISTIOLAB_CERT_TTL": "1h"}
+    result = istiolab("up", env=env)
+    assert result.returncode == 1
+    assert "ISTIOLAB_CERT_TTL='1h' is not a certificate lifetime" in result.stderr
+    assert "fix: set it to e.g. ISTIOLAB_CERT_TTL=60" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not state.exists()  # no control plane was started

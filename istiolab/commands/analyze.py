@@ -16,9 +16,7 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
-import os
 import sys
-from pathlib import Path
 from typing import Any
 
 from ..errors import EXIT_FAILED, EXIT_OK, IstiolabError
@@ -53,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     namespace = args.namespace or DEFAULT_NAMESPACE
     loaded = load_paths(args.files) if args.files else None
     files = [_in_namespace(d, args.namespace) for d in loaded.documents] if loaded else []
-    port = lifecycle.control_plane_port(_state_dir())
+    port = lifecycle.control_plane_port(lifecycle.state_dir())
     if port is None:
         if not args.files:
             raise IstiolabError(
@@ -113,8 +111,3 @@ def _in_namespace(document: Document, namespace: str | None) -> Document:
 
 def _key(document: Document) -> tuple[str, str, str, str]:
     return document.group, document.kind, document.namespace, document.name
-
-
-def _state_dir() -> Path:
-    # Read when the command runs, so that ISTIOLAB_STATE_DIR set afterwards still counts.
-    return Path(os.environ.get("ISTIOLAB_STATE_DIR") or lifecycle.STATE_DIR)

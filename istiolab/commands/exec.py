@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import subprocess
-from pathlib import Path
 from typing import Any
 
 from ..errors import IstiolabError
@@ -65,7 +64,7 @@ def _exec(args: argparse.Namespace) -> int:
             fix="istiolab exec deploy/productpage-v1 -- CMD, or "
             "istiolab exec --outside-mesh -- CMD",
         )
-    port = lifecycle.control_plane_port(_state_dir())
+    port = lifecycle.control_plane_port(lifecycle.state_dir())
     if port is None:
         raise IstiolabError("the sandbox is not running", fix="istiolab up")
     sidecar = _sidecar_of(port, args.workload, args.namespace) if args.workload else None
@@ -73,10 +72,13 @@ def _exec(args: argparse.Namespace) -> int:
         return _run(argv, sidecar)
     from ..targets.sandbox import SandboxTarget  # the Services and their pods, as kube-proxy
 
-    target = SandboxTarget(_state_dir())
+    target = SandboxTarget(lifecycle.state_dir())
 
     def resolve(host: str, service_port: int) -> tuple[str, int]:
-        found = target.plain_endpoint(host, service_port)
+        try:
+            found = target.plain_endpoint(host, service_port)
+        except IstiolabError as error:  # the sandbox stopped while the command ran
+            raise NoEndpoint(str(error)) from None
         if isinstance(found, tuple):
             return found
         raise NoEndpoint(found.error)
@@ -109,7 +111,3 @@ def _sidecar_of(port: int, workload: str, namespace: str | None) -> str | None:
     if entry.get("outbound_port"):
         return f"http://127.0.0.1:{entry['outbound_port']}"
     return None
-
-
-def _state_dir() -> Path:
-    return Path(os.environ.get("ISTIOLAB_STATE_DIR") or lifecycle.STATE_DIR)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -342,13 +341,8 @@ def _logs(args: argparse.Namespace) -> int:
 # Finding the proxy
 
 
-def _state_dir() -> Path:
-    # Read when the command runs, so that ISTIOLAB_STATE_DIR set afterwards still counts.
-    return Path(os.environ.get("ISTIOLAB_STATE_DIR") or lifecycle.STATE_DIR)
-
-
 def _all_proxies() -> list[dict[str, Any]]:
-    port = lifecycle.control_plane_port(_state_dir())
+    port = lifecycle.control_plane_port(lifecycle.state_dir())
     if port is None:
         raise IstiolabError("the sandbox is not running", fix="istiolab up")
     return api.call(port, "/proxies")

@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -113,11 +111,6 @@ def _positive(text: str) -> int:
     return value
 
 
-def _state_dir() -> Path:
-    # Read when the command runs, so that ISTIOLAB_STATE_DIR set afterwards still counts.
-    return Path(os.environ.get("ISTIOLAB_STATE_DIR") or lifecycle.STATE_DIR)
-
-
 def _target(name: str) -> Target:
     # Each target's modules are loaded only when asked for: the CLI starts faster without them.
     if name == "kind":
@@ -126,7 +119,7 @@ def _target(name: str) -> Target:
         return KindTarget()
     from ..targets.sandbox import SandboxTarget
 
-    return SandboxTarget(_state_dir())
+    return SandboxTarget(lifecycle.state_dir())
 
 
 # ============================================================================================

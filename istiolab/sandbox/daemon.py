@@ -32,13 +32,17 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    plane = ControlPlane(
-        args.state_dir,
-        gateway_port=args.gateway_port,
-        port_forward_port=args.port_forward_port,
-        zipkin_port=args.zipkin_port,
-        metrics_port=args.metrics_port,
-    )
+    try:
+        plane = ControlPlane(
+            args.state_dir,
+            gateway_port=args.gateway_port,
+            port_forward_port=args.port_forward_port,
+            zipkin_port=args.zipkin_port,
+            metrics_port=args.metrics_port,
+        )
+    except IstiolabError as exc:  # e.g. a bad ISTIOLAB_CERT_TTL: `up` shows this line
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 1
     server = ApiServer(0, {**plane.routes(), "/shutdown": lambda _: stop.set()})
     info = args.state_dir / INFO_FILE
     try:

@@ -23,7 +23,15 @@ from .processes import records
 from .supervisor import Supervisor
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-STATE_DIR = Path(os.environ.get("ISTIOLAB_STATE_DIR", REPO_ROOT / ".istiolab"))
+
+
+def state_dir() -> Path:
+    """Where the sandbox keeps its state: ISTIOLAB_STATE_DIR, read when called (so a variable set
+    after import counts), else .istiolab/ in the repository."""
+    return Path(os.environ.get("ISTIOLAB_STATE_DIR") or REPO_ROOT / ".istiolab")
+
+
+STATE_DIR = state_dir()
 START_TIMEOUT = 120.0
 STOP_TIMEOUT = 60.0
 PORT_FORWARD_PORT = 9080
@@ -57,6 +65,10 @@ def up(
             return api.call(port, "/status")
         except api.ControlPlaneUnreachable:
             pass  # its pid now belongs to another process: start a new control plane
+    # The control plane reads ISTIOLAB_CERT_TTL; a bad value is reported here, with its fix.
+    from .security.workload_certs import cert_ttl_from_environ  # loads cryptography: only for up
+
+    cert_ttl_from_environ()
     # After a control-plane crash the gateway and port-forward still run (they are adopted
     # below), so their ports are only checked when nothing of the sandbox runs.
     if not _leftovers(state_dir):

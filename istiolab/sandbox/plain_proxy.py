@@ -20,6 +20,7 @@ import select
 import socket
 import socketserver
 import struct
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -65,6 +66,12 @@ class _Server(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
     resolve: Resolve
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A connection the command or the pod dropped half-way is the command's business (it
+        # sees the error); only a bug deserves socketserver's traceback.
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)
 
 
 class _Connection(socketserver.BaseRequestHandler):

@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -35,7 +34,7 @@ from istiolab.errors import IstiolabError
 from istiolab.sandbox import lifecycle
 from istiolab.sandbox.envoy import binary, bootstrap, xds_files
 from live import HOST
-from sandboxes import SandboxPorts, free_port
+from sandboxes import LabSandbox, free_port
 
 pytestmark = pytest.mark.sandbox
 
@@ -44,35 +43,14 @@ REVIEWS_ERROR = "Sorry, product reviews are currently unavailable for this book.
 RATINGS_ERROR = "Ratings service is currently unavailable"
 
 
-class Sandbox:
-    def __init__(self, state_dir: Path) -> None:
-        self.state_dir = state_dir
-        self.ports = SandboxPorts()
-        self.gateway_port = self.ports.gateway
-        self.forward_port = self.ports.forward
+class Sandbox(LabSandbox):
+    @property
+    def gateway_port(self) -> int:
+        return self.ports.gateway
 
-    def istiolab(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        result = subprocess.run(
-            [".venv/bin/istiolab" if Path(".venv/bin/istiolab").exists() else "istiolab", *args],
-            env={**os.environ, "ISTIOLAB_STATE_DIR": str(self.state_dir)},
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        if check:
-            assert result.returncode == 0, result.stdout + result.stderr
-        return result
-
-    def apply(self, yaml_text: str, name: str = "lab.yaml") -> str:
-        path = self.state_dir.parent / name
-        path.write_text(yaml_text)
-        return self.istiolab("apply", "-f", str(path)).stdout
-
-    def delete(self, yaml_text: str, name: str = "lab.yaml") -> None:
-        path = self.state_dir.parent / name
-        path.write_text(yaml_text)
-        self.istiolab("delete", "-f", str(path))
+    @property
+    def forward_port(self) -> int:
+        return self.ports.forward
 
     def page(self, session: requests.Session | None = None, via_gateway: bool = True) -> str:
         port = self.gateway_port if via_gateway else self.forward_port
@@ -90,15 +68,11 @@ class Sandbox:
         )
         return session
 
-    def status(self) -> dict:
-        return lifecycle.status(self.state_dir)
-
 
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    root = tmp_path_factory.mktemp("sandbox")
-    box = Sandbox(root / "state")
-    box.ports.up(box.state_dir)
+    box = Sandbox(tmp_path_factory.mktemp("sandbox"))
+    box.up()
     try:
         yield box
     finally:

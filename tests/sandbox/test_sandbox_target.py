@@ -8,10 +8,7 @@ then routing rules, then the ingress gateway.
 from __future__ import annotations
 
 import json
-import os
 import random
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +21,7 @@ from istiolab.sandbox import lifecycle
 from istiolab.sandbox.envoy import admin as envoy_admin
 from istiolab.targets import TargetUnavailable
 from istiolab.targets.sandbox import SandboxTarget, owner_deployment, service_name, stale_proxies
-from sandboxes import SandboxPorts
+from sandboxes import LabSandbox
 
 pytestmark = pytest.mark.sandbox
 
@@ -34,35 +31,17 @@ BOOKINFO = ("details-v1", "productpage-v1", "ratings-v1", "reviews-v1", "reviews
 REVIEWS_V1 = REVIEWS_SUBSETS + "---" + virtual_service_to("reviews", "v1")
 
 
-class Sandbox:
+class Sandbox(LabSandbox):
     def __init__(self, root: Path) -> None:
-        self.root = root
-        self.state_dir = root / "state"
+        super().__init__(root)
         self.target = SandboxTarget(self.state_dir)
-
-    def istiolab(self, *args: str) -> str:
-        result = subprocess.run(
-            [sys.executable, "-m", "istiolab", *args],
-            env={**os.environ, "ISTIOLAB_STATE_DIR": str(self.state_dir)},
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        assert result.returncode == 0, result.stdout + result.stderr
-        return result.stdout
-
-    def apply(self, yaml_text: str, name: str) -> str:
-        path = self.root / name
-        path.write_text(yaml_text)
-        return self.istiolab("apply", "-f", str(path))
 
 
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     box = Sandbox(tmp_path_factory.mktemp("sandbox-target"))
     try:
-        SandboxPorts().up(box.state_dir)
+        box.up()
         yield box
     finally:
         lifecycle.down(box.state_dir)

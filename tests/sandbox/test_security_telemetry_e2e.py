@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import os
 import random
-import subprocess
 import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,7 @@ from istiolab.sandbox.envoy.admin import EnvoyAdmin
 from istiolab.targets.base import HttpResult, MetricSample, Span
 from istiolab.targets.sandbox import SandboxTarget
 from live import HOST
-from sandboxes import SandboxPorts
+from sandboxes import LabSandbox
 
 pytestmark = pytest.mark.sandbox
 
@@ -44,35 +43,10 @@ PRODUCTPAGE_ID = "spiffe://cluster.local/ns/default/sa/bookinfo-productpage"
 BOOKINFO_SERVICES = {"productpage", "details", "reviews", "ratings"}
 
 
-class Sandbox:
+class Sandbox(LabSandbox):
     def __init__(self, root: Path) -> None:
-        self.root = root
-        self.state_dir = root / "state"
-        self.ports = SandboxPorts()
+        super().__init__(root)
         self.target = SandboxTarget(self.state_dir)
-
-    def istiolab(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            [sys.executable, "-m", "istiolab", *args],
-            env={**os.environ, "ISTIOLAB_STATE_DIR": str(self.state_dir)},
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        if check:
-            assert result.returncode == 0, result.stdout + result.stderr
-        return result
-
-    def apply(self, yaml_text: str, name: str = "lab.yaml") -> str:
-        path = self.root / name
-        path.write_text(yaml_text)
-        return self.istiolab("apply", "-f", str(path)).stdout
-
-    def delete(self, yaml_text: str, name: str = "lab.yaml") -> None:
-        path = self.root / name
-        path.write_text(yaml_text)
-        self.istiolab("delete", "-f", str(path))
 
     def page(self, path: str = "/productpage", **headers: str) -> requests.Response:
         return requests.get(
@@ -99,7 +73,7 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     # The control plane reads this at start: short-lived certificates, renewed every 15 s.
     with mock.patch.dict(os.environ, {"ISTIOLAB_CERT_TTL": str(CERT_TTL_SECONDS)}):
         try:
-            box.ports.up(box.state_dir)
+            box.up()
             box.istiolab("label", "namespace", "default", "istio-injection=enabled")
             box.istiolab("rollout", "restart", "deployment")
             box.apply(BOOKINFO_GATEWAY, "gateway.yaml")
@@ -110,7 +84,7 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
 
 def serial_of(admin: EnvoyAdmin) -> str:
     """The serial number of the workload certificate the proxy serves with right now."""
-    for certificate in admin.get_json("/certs")["certificates"]:
+    for certificate in admin.certs()["certificates"]:
         for chain in certificate.get("cert_chain") or ():
             return str(chain["serial_number"])
     raise AssertionError("the proxy has no workload certificate")
@@ -340,20 +314,31 @@ def sampled_context() -> dict[str, str]:
     return {"x-b3-traceid": trace_id, "x-b3-spanid": trace_id[16:], "x-b3-sampled": "1"}
 
 
-def spans_of(sandbox: Sandbox, trace_id: str, services_expected: int) -> list[Span]:
-    """The trace's spans once they stop arriving (each proxy sends its batch about every
-    second), or once `services_expected` services have reported."""
-    deadline = time.monotonic() + 20
-    spans: list[Span] = []
-    while time.monotonic() < deadline:
+# The proxies send their spans at least every second (envoy/bootstrap.py, ZIPKIN_FLUSH): once
+# nothing new has arrived for longer than that, every batch is in.
+QUIET_S = 2.5
+
+
+def until_stable(read: Callable[[], Any], timeout: float = 20.0) -> Any:
+    """What `read()` returns once it has not changed for QUIET_S seconds (or at `timeout`)."""
+    deadline = time.monotonic() + timeout
+    value, since = read(), time.monotonic()
+    while time.monotonic() - since < QUIET_S and time.monotonic() < deadline:
+        time.sleep(0.25)  # poll interval while the proxies flush their spans
+        latest = read()
+        if latest != value:
+            value, since = latest, time.monotonic()
+    return value
+
+
+def spans_of(sandbox: Sandbox, trace_id: str) -> list[Span]:
+    """The trace's spans, once every proxy has sent its part."""
+
+    def read() -> list[Span]:
         found = [t for t in sandbox.target.traces(limit=300) if t[0]["traceId"] == trace_id]
-        spans = found[0] if found else []
-        if len(services(spans)) >= services_expected:
-            time.sleep(1.5)  # a late batch from a proxy that has already reported
-            found = [t for t in sandbox.target.traces(limit=300) if t[0]["traceId"] == trace_id]
-            return found[0]
-        time.sleep(0.5)  # poll interval while the proxies flush their spans
-    return spans
+        return sorted(found[0], key=lambda span: span["id"]) if found else []
+
+    return until_stable(read)
 
 
 def services(trace: list[Span]) -> set[str]:
@@ -372,7 +357,7 @@ def test_one_request_is_one_trace_across_the_gateway_and_all_four_services(
             break
     assert page.status_code == 200 and "Reviews served by: reviews-v" in page.text
 
-    trace = spans_of(sandbox, context["x-b3-traceid"], services_expected=5)
+    trace = spans_of(sandbox, context["x-b3-traceid"])
     assert services(trace) == {"istio-ingressgateway", *BOOKINFO_SERVICES}
     # One tree: the gateway's span is the root, every other span has its parent in the trace.
     ids = {span["id"] for span in trace}
@@ -405,7 +390,7 @@ def test_a_service_that_drops_the_trace_headers_breaks_the_trace_into_pieces(
 
     # Only the gateway -> productpage hop belongs to the request's trace: productpage's own
     # calls start traces of their own, so details, reviews and ratings are missing from it.
-    trace = spans_of(sandbox, context["x-b3-traceid"], services_expected=2)
+    trace = spans_of(sandbox, context["x-b3-traceid"])
     assert services(trace) == {"istio-ingressgateway", "productpage"}
     pieces = sandbox.target.traces(service="details", limit=20)
     assert pieces and "istio-ingressgateway" not in services(pieces[0])
@@ -426,9 +411,13 @@ def test_at_one_percent_about_one_request_in_a_hundred_is_traced(sandbox: Sandbo
             pool.map(lambda _: sandbox.page("/api/v1/products").status_code, range(1000))
         )
     assert statuses == {200: 1000}
-    time.sleep(3)  # the last batches of spans
-    after = sandbox.target.traces(service="istio-ingressgateway", limit=1000)
-    new = [t for t in after if t[0]["traceId"] not in before]
+    after = until_stable(
+        lambda: {
+            t[0]["traceId"]
+            for t in sandbox.target.traces(service="istio-ingressgateway", limit=1000)
+        }
+    )
+    new = after - before
     # Binomial(1000, 1%): 10 expected; 1..25 holds with probability above 0.9999.
     assert 1 <= len(new) <= 25, len(new)
 

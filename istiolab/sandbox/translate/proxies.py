@@ -38,7 +38,7 @@ class ProxyConfig:
 class ProxyFiles:
     """Where one proxy's files are, and who it is in them.
 
-    `xds_dir` holds its configuration (and its certificate's SDS files, when `has_certificate`);
+    `xds_dir` holds its configuration and its certificate's SDS files (envoy/sds_files.py);
     `access_log` is the text log a learner reads, `telemetry_log` the JSON one the request
     metrics come from; `node_id` is its node id, which it also sends with every request so the
     proxy at the other end can tell who called (istio-proxy's metadata exchange does the same).
@@ -48,12 +48,7 @@ class ProxyFiles:
     access_log: str
     node_id: str
     telemetry_log: str | None = None
-    has_certificate: bool = True
     zipkin_port: int = tracing.ZIPKIN_PORT
-
-    @property
-    def sds_dir(self) -> str | os.PathLike[str] | None:
-        return self.xds_dir if self.has_certificate else None
 
 
 def sidecar_config(mesh: Mesh, pod: Pod, files: ProxyFiles) -> ProxyConfig:
@@ -65,14 +60,14 @@ def sidecar_config(mesh: Mesh, pod: Pod, files: ProxyFiles) -> ProxyConfig:
             access_log_path=files.access_log,
             telemetry_log_path=files.telemetry_log,
             node_id=files.node_id,
-            sds_dir=files.sds_dir,
+            sds_dir=files.xds_dir,
         ),
         routes=[
             _with_peer_header(config, files.node_id)
             for config in routes.sidecar_route_configs(mesh, pod)
         ],
         clusters=[
-            *clusters.outbound_clusters(mesh, pod, sds_dir=files.sds_dir),
+            *clusters.outbound_clusters(mesh, pod, sds_dir=files.xds_dir),
             clusters.inbound_cluster(pod, mesh),
             tracing.zipkin_cluster(files.zipkin_port),
         ],
@@ -93,7 +88,7 @@ def gateway_config(mesh: Mesh, files: ProxyFiles) -> ProxyConfig:
             for config in routes.gateway_route_configs(mesh)
         ],
         clusters=[
-            *clusters.outbound_clusters(mesh, mesh.gateway, sds_dir=files.sds_dir),
+            *clusters.outbound_clusters(mesh, mesh.gateway, sds_dir=files.xds_dir),
             tracing.zipkin_cluster(files.zipkin_port),
         ],
     )
