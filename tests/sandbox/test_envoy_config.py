@@ -1173,10 +1173,12 @@ def test_outlier_detection_ejects_the_failing_endpoint(envoy: LiveProxy) -> None
     envoy.upstreams["A"].reply = Reply(status=500, body="A is broken")
 
     answers = [envoy.get("http://reviews:9080/all")[:3:2] for _ in range(30)]
-    # reviews-v1 (A) fails once and is ejected; v2 (B) and v3 (C) answer the rest.
-    assert answers.count((500, "A is broken")) == 1, answers
-    failed_at = answers.index((500, "A is broken"))
-    assert all(status == 200 for status, _ in answers[failed_at + 1 :]), answers
+    # reviews-v1 (A) fails and is ejected; v2 (B) and v3 (C) answer the rest. Envoy ejects on its
+    # main thread and the worker learns of it a moment later, so a request sent in that moment
+    # may still reach A once more: at most twice, never after.
+    failures = [index for index, answer in enumerate(answers) if answer == (500, "A is broken")]
+    assert 1 <= len(failures) <= 2, answers
+    assert all(status == 200 for status, _ in answers[failures[-1] + 1 :]), answers
     a_port = envoy.upstreams["A"].port
     [status] = [
         host["health_status"]
